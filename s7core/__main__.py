@@ -1,0 +1,42 @@
+"""The command line: python -m s7core COMMAND ... (python -m s7core --help lists them).
+
+Every command reports bad input as one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from s7core.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from s7core import cli_design, cli_train
+
+    parser = argparse.ArgumentParser(
+        prog="python -m s7core", description="s7: design, check and train small CIFAR-10 convnets."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_design.register(sub)
+    cli_train.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 with a usage line on bad flags
+    try:
+        return int(args.run(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
