@@ -1,0 +1,35 @@
+"""The s7 dashboard: design a small CIFAR-10 convnet, see its receptive field, train it, study it.
+
+Run with `streamlit run app.py`. This script only sets the page up, lists the pages and
+draws the shared sidebar; each page is a short script in pages/ over s7core calls.
+Nothing heavy happens here: no data loading, no model building.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages._shared import sidebar
+
+ROOT = Path(__file__).resolve().parent
+
+# (file, title, icon, url path); pages whose file is not there are left out of the menu.
+PAGES = [
+    ("pages/architecture.py", "Architecture", ":material/schema:", "architecture"),
+    ("pages/receptive_field.py", "Receptive field", ":material/filter_center_focus:", "receptive_field"),
+    ("pages/train.py", "Train", ":material/model_training:", "train"),
+    ("pages/results.py", "Results", ":material/leaderboard:", "results"),
+    ("pages/misclassified.py", "Misclassified", ":material/image_search:", "misclassified"),
+]
+
+st.set_page_config(page_title="s7: small convnets on CIFAR-10", page_icon=":material/grid_on:", layout="wide")
+
+page = st.navigation(
+    [
+        st.Page(path, title=title, icon=icon, url_path=url, default=i == 0)
+        for i, (path, title, icon, url) in enumerate(PAGES)
+        if (ROOT / path).is_file()
+    ]
+)
+sidebar()
+page.run()
