@@ -1,0 +1,208 @@
+"""The parameter table: one row per leaf module in forward order, as the torchsummary package prints it.
+
+Every number comes from PyTorch itself: the model is built on the meta device (no memory,
+no arithmetic), a (1, C, H, W) meta tensor is sent through it with forward hooks that read
+each leaf's output shape, parameters are counted with `numel()`, and multiply-adds come from
+`torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2; it counts convolutions and matrix
+products, so BN, pooling and activations show 0).
+
+The memory lines follow torchsummary's estimate: 4 bytes a number; the input once; every
+leaf's output twice (forward value and its gradient); the parameters once.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from s7core.model import build_model
+from s7core.spec import NetworkSpec
+
+BYTES_PER_NUMBER = 4  # float32
+MB = 1024**2
+RULE = "-" * 64
+DOUBLE_RULE = "=" * 64
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One leaf module's call: its output shape, parameters and multiply-adds."""
+
+    index: int  # 1-based, in the order the forward pass reached it
+    name: str  # module path, e.g. "layers.7.depthwise"
+    position: int | None  # the spec layer it belongs to (None for a module not built from a spec)
+    type: str  # module class, e.g. "Conv2d"
+    output_shape: tuple[int, ...]  # without the batch dimension
+    params: int
+    trainable: int
+    mult_adds: int  # multiply-adds for one image
+
+    @property
+    def key(self) -> str:
+        """torchsummary's row label, e.g. 'Conv2d-1'."""
+        return f"{self.type}-{self.index}"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The whole table plus torchsummary's totals and memory estimate (MB = 2**20 bytes)."""
+
+    rows: tuple[SummaryRow, ...]
+    total_params: int
+    trainable_params: int
+    mult_adds: int
+    input_mb: float
+    forward_backward_mb: float
+    params_mb: float
+    total_mb: float
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data; output shapes become lists."""
+        data = asdict(self)
+        data["rows"] = [{**row, "output_shape": list(row["output_shape"])} for row in data["rows"]]
+        data["non_trainable_params"] = self.non_trainable_params
+        return data
+
+
+# ---------------------------------------------------------------- computing
+
+
+def _first_tensor(output: object) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (list, tuple)):
+        for item in output:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _position(name: str) -> int | None:
+    """The spec position in an S7Net module path: 'layers.7.depthwise' -> 7."""
+    parts = name.split(".")
+    if len(parts) >= 2 and parts[0] == "layers" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def _leaf_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, nn.Module, tuple[int, ...]]], dict]:
+    """Run `model` on `x`; return (name, module, output shape) per leaf call, and the FLOPs per module path."""
+    calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            tensor = _first_tensor(output)
+            calls.append((name, module, tuple(tensor.shape[1:]) if tensor is not None else ()))
+
+        return hook
+
+    handles = [
+        module.register_forward_hook(hook_for(name))
+        for name, module in model.named_modules()
+        if name and not any(True for _ in module.children())
+    ]
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.eval()  # batch statistics of a single image are undefined (BN on a 1x1 map)
+    try:
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return calls, counter.get_flop_counts()
+
+
+def _mb(numbers: int) -> float:
+    return numbers * BYTES_PER_NUMBER / MB
+
+
+def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
+    """The parameter table of any module for one input of `input_shape` (C, H, W), batch dimension excluded."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    calls, flops = _leaf_calls(model, torch.zeros(1, *input_shape, device=device))
+    prefix = type(model).__name__  # FlopCounterMode names modules '<root class>.<path>'
+    rows = []
+    for index, (name, module, shape) in enumerate(calls, start=1):
+        params = sum(p.numel() for p in module.parameters())
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        mult_adds = sum(flops.get(f"{prefix}.{name}", {}).values()) // 2
+        kind = type(module).__name__
+        rows.append(SummaryRow(index, name, _position(name), kind, shape, params, trainable, mult_adds))
+    total = sum(p.numel() for p in model.parameters())
+    trainable_total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    outputs = sum(math.prod(row.output_shape) for row in rows)
+    sizes = (_mb(math.prod(input_shape)), _mb(2 * outputs), _mb(total))
+    return Summary(
+        rows=tuple(rows),
+        total_params=total,
+        trainable_params=trainable_total,
+        mult_adds=sum(flops.get("Global", {}).values()) // 2,
+        input_mb=sizes[0],
+        forward_backward_mb=sizes[1],
+        params_mb=sizes[2],
+        total_mb=sum(sizes),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def summarize(spec: NetworkSpec) -> Summary:
+    """The parameter table of a spec's model (built on the meta device; cached, since specs are frozen)."""
+    with torch.device("meta"):
+        model = build_model(spec)
+    return summarize_module(model, spec.input_shape)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return str([-1, *shape])
+
+
+def format_summary(summary: Summary, extended: bool = False) -> str:
+    """torchsummary's text table; `extended` adds the multiply-adds and module path columns."""
+    header = f"{'Layer (type)':>20}  {'Output Shape':>25} {'Param #':>15}"
+    rule, double = RULE, DOUBLE_RULE
+    if extended:
+        header += f" {'Mult-Adds':>15}  Module"
+        width = max([len(header), *(len(_row_text(r, True)) for r in summary.rows)])
+        rule, double = "-" * width, "=" * width
+    lines = [rule, header, double]
+    lines += [_row_text(row, extended) for row in summary.rows]
+    lines += [
+        double,
+        f"Total params: {summary.total_params:,}",
+        f"Trainable params: {summary.trainable_params:,}",
+        f"Non-trainable params: {summary.non_trainable_params:,}",
+    ]
+    if extended:
+        lines.append(f"Mult-adds (one image): {summary.mult_adds:,}")
+    lines += [
+        rule,
+        f"Input size (MB): {summary.input_mb:0.2f}",
+        f"Forward/backward pass size (MB): {summary.forward_backward_mb:0.2f}",
+        f"Params size (MB): {summary.params_mb:0.2f}",
+        f"Estimated Total Size (MB): {summary.total_mb:0.2f}",
+        rule,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _row_text(row: SummaryRow, extended: bool) -> str:
+    text = f"{row.key:>20}  {_shape_text(row.output_shape):>25} {row.params:>15,}"
+    if extended:
+        text += f" {row.mult_adds:>15,}  {row.name}"
+    return text
