@@ -1,0 +1,263 @@
+"""How well a trained model does on a labelled image set: accuracy, loss, per-class figures, confusion, mistakes.
+
+`evaluate(model, images, labels)` runs the model once over the images (under inference mode, in eval mode,
+in batches) and keeps every per-image prediction and class probability; everything else (accuracy,
+confusion matrix, precision, recall) is derived from those arrays, so a saved `Evaluation` holds only them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s7core.data import CIFAR10_CLASSES, normalize
+from s7core.errors import UserError
+
+SORTS = ("confidence-desc", "confidence-asc", "index")
+
+
+class EvaluationFileError(UserError):
+    """A predictions file that cannot be read."""
+
+
+@dataclass
+class Evaluation:
+    """Per-image results of one pass over a labelled set; the summary figures are derived properties."""
+
+    labels: np.ndarray  # (N,) int64, true class of each image
+    predictions: np.ndarray  # (N,) int64, predicted class (argmax of probabilities)
+    probabilities: np.ndarray  # (N, C) float32, softmax class probabilities
+    loss: float  # mean cross-entropy over the set, in nats
+    classes: tuple[str, ...] = tuple(CIFAR10_CLASSES)
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of images classified correctly (0..1)."""
+        return float((self.predictions == self.labels).mean()) if self.count else 0.0
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(C, C) int64 counts; row = true class, column = predicted class."""
+        c = len(self.classes)
+        return np.bincount(self.labels * c + self.predictions, minlength=c * c).reshape(c, c).astype(np.int64)
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        """(C,) float64: recall of each class, i.e. the fraction of its images classified as it; nan if absent."""
+        return self.recall
+
+    @property
+    def recall(self) -> np.ndarray:
+        """(C,) float64: of the images of each class, the fraction predicted as that class (nan if none)."""
+        conf = self.confusion
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(conf) / conf.sum(axis=1)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """(C,) float64: of the images predicted as each class, the fraction truly of it (nan if none)."""
+        conf = self.confusion
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(conf) / conf.sum(axis=0)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(N,) float32: the probability the model gave its own prediction."""
+        return self.probabilities[np.arange(self.count), self.predictions]
+
+    def summary(self) -> dict:
+        """The headline figures as plain JSON-ready data."""
+        return {
+            "count": self.count,
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "classes": list(self.classes),
+            "per_class_accuracy": _floats(self.per_class_accuracy),
+            "precision": _floats(self.precision),
+            "recall": _floats(self.recall),
+            "confusion": self.confusion.tolist(),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the arrays to an .npz file atomically (temp file in the same folder, then rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(
+                    f,
+                    labels=self.labels.astype(np.int64),
+                    predictions=self.predictions.astype(np.int64),
+                    probabilities=self.probabilities.astype(np.float32),
+                    loss=np.float64(self.loss),
+                    classes=np.array(self.classes, dtype=np.str_),
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Evaluation:
+        """Read an .npz written by `save`; a missing or damaged file is an EvaluationFileError."""
+        path = Path(path)
+        if not path.is_file():
+            raise EvaluationFileError(f"{path}: no predictions file here — evaluate the run to create it")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                ev = cls(
+                    labels=z["labels"].astype(np.int64),
+                    predictions=z["predictions"].astype(np.int64),
+                    probabilities=z["probabilities"].astype(np.float32),
+                    loss=float(z["loss"]),
+                    classes=tuple(str(c) for c in z["classes"]),
+                )
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            raise EvaluationFileError(
+                f"{path}: the predictions file is damaged ({err}) — delete it and evaluate the run again"
+            ) from None
+        if ev.probabilities.shape != (ev.count, len(ev.classes)) or ev.predictions.shape != ev.labels.shape:
+            raise EvaluationFileError(f"{path}: array shapes disagree — delete it and evaluate the run again")
+        return ev
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Put the model in eval mode for the block and restore its previous mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _autocast(device: torch.device, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 500,
+    tta_flip: bool = False,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """(N, C) float32 logits of uint8 (N, 3, H, W) images, on the images' device; with tta_flip the mean of
+    the logits of each image and its mirror image."""
+    device = images.device
+    out = []
+    with eval_mode(model), torch.inference_mode(), _autocast(device, precision):
+        for i in range(0, images.shape[0], batch_size):
+            x = normalize(images[i : i + batch_size])  # (B, 3, H, W) float
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()  # (B, C)
+            if tta_flip:
+                logits = 0.5 * (logits + model(x.flip(3)).float())
+            out.append(logits)
+    return torch.cat(out) if out else torch.empty(0, 0, device=device)
+
+
+def loss_and_accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500, **kw
+) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and accuracy (0..1) of the model on uint8 images with int64 labels."""
+    if images.shape[0] == 0:
+        return float("nan"), float("nan")
+    logits = predict_logits(model, images, batch_size, **kw)
+    labels = labels.to(logits.device)
+    loss = F.cross_entropy(logits, labels).item()
+    acc = (logits.argmax(1) == labels).float().mean().item()
+    return loss, acc
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    tta_flip: bool = False,
+    classes: Sequence[str] = CIFAR10_CLASSES,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> Evaluation:
+    """Run the model over uint8 (N, 3, H, W) images and keep every prediction; the model's mode is restored."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    images = torch.as_tensor(images).to(device)
+    labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
+    if images.shape[0] != labels.shape[0]:
+        raise UserError(f"{images.shape[0]} images but {labels.shape[0]} labels: give one label per image")
+    logits = predict_logits(model, images, batch_size, tta_flip, precision, channels_last)
+    if logits.shape[0] and logits.shape[1] != len(classes):
+        raise UserError(f"the model predicts {logits.shape[1]} classes but {len(classes)} class names were given")
+    loss = F.cross_entropy(logits, labels).item() if logits.shape[0] else float("nan")
+    probs = logits.softmax(1)
+    return Evaluation(
+        labels=labels.cpu().numpy().astype(np.int64),
+        predictions=probs.argmax(1).cpu().numpy().astype(np.int64),
+        probabilities=probs.cpu().numpy().astype(np.float32),
+        loss=float(loss),
+        classes=tuple(classes),
+    )
+
+
+def _class_index(evaluation: Evaluation, cls: int | str | None, what: str) -> int | None:
+    if cls is None or (isinstance(cls, int) and 0 <= cls < len(evaluation.classes)):
+        return cls
+    if isinstance(cls, str) and cls in evaluation.classes:
+        return evaluation.classes.index(cls)
+    raise UserError(f"{what} {cls!r} is not a class: use a name from {', '.join(evaluation.classes)} or its number")
+
+
+def misclassified(
+    evaluation: Evaluation,
+    true_class: int | str | None = None,
+    predicted_class: int | str | None = None,
+    sort: str = "confidence-desc",
+) -> np.ndarray:
+    """Indices of the wrongly classified images, optionally of one true and/or predicted class.
+
+    sort: "confidence-desc" (most confident mistakes first), "confidence-asc", or "index".
+    """
+    if sort not in SORTS:
+        raise UserError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+    t = _class_index(evaluation, true_class, "true class")
+    p = _class_index(evaluation, predicted_class, "predicted class")
+    wrong = evaluation.predictions != evaluation.labels
+    if t is not None:
+        wrong &= evaluation.labels == t
+    if p is not None:
+        wrong &= evaluation.predictions == p
+    idx = np.flatnonzero(wrong)
+    if sort == "index":
+        return idx
+    conf = evaluation.confidence[idx]
+    order = np.argsort(-conf if sort == "confidence-desc" else conf, kind="stable")
+    return idx[order]

@@ -1,0 +1,620 @@
+"""TrainConfig, the named recipes and the training loop.
+
+The whole data set lives on the device as uint8 tensors; each epoch draws a permutation, slices batches
+from it and augments them on the device (`data.augment_batch`) — no DataLoader workers and no per-image
+Python in the hot loop. `train` emits events (StepEvent, EpochEvent) through a callback and never prints;
+it hands plain checkpoint dicts (tensors and plain types only, safe for `torch.load(weights_only=True)`)
+to `on_checkpoint` at every epoch end and when stopped, and continues from one when given `state`.
+
+On the CPU the same seed gives the same numbers, and a run resumed from a checkpoint ends with the same
+weights as one never interrupted: the permutation and augmentation generators are re-seeded from
+(seed, epoch) at each epoch start, and their state inside an epoch travels in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s7core.data import AugmentConfig, CifarData, augment_batch
+from s7core.errors import UserError
+from s7core.evaluate import loss_and_accuracy
+from s7core.model import build_model
+from s7core.spec import NetworkSpec
+
+OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "step", "plateau", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+CHECKPOINT_FORMAT = 1
+
+
+class ConfigError(UserError, ValueError):
+    """A training setting out of range or of the wrong type."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run, with its unit; plain data that round-trips through JSON."""
+
+    optimizer: str = "nesterov"  # "sgd", "nesterov" (SGD with Nesterov momentum), "adam", "adamw"
+    lr: float = 0.05  # peak learning rate (per step, for the mean loss of a batch)
+    momentum: float = 0.9  # SGD momentum; Adam's beta1
+    weight_decay: float = 5e-4  # L2 penalty (sgd, nesterov, adam) or decoupled decay (adamw)
+    batch_size: int = 128  # images per step; the last partial batch of an epoch is dropped
+    epochs: int = 20  # passes over the training images
+    schedule: str = "onecycle"  # "onecycle", "cosine", "step", "plateau", "constant"
+    warmup: float = 0.2  # onecycle/cosine: fraction of all steps spent rising linearly to lr
+    step_size: int = 10  # step: epochs between learning-rate drops
+    gamma: float = 0.1  # step: factor applied at each drop
+    plateau_factor: float = 0.5  # plateau: factor applied when the watched loss stops falling
+    plateau_patience: int = 0  # plateau: epochs without improvement tolerated before a drop
+    plateau_on_test: bool = False  # plateau watches the TEST loss (only the reference recipe, as it was)
+    label_smoothing: float = 0.0  # cross-entropy target smoothing (0 = one-hot targets)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-batch augmentation
+    val_split: int = 0  # training images held out for validation (0 = none)
+    ema: float = 0.0  # decay of an exponential moving average of the weights used to evaluate (0 = off)
+    tta_flip: bool = False  # evaluate on each image and its mirror image, averaging the logits
+    seed: int = 0  # seeds the weights, the validation split, batch order and augmentation
+    device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N"
+    channels_last: bool = False  # NHWC memory layout for model and batches
+    precision: str = "fp32"  # "fp32", "bf16", "fp16" autocast, or "auto" (bf16 on CUDA, fp32 on CPU)
+    max_steps: int = 0  # stop after this many optimizer steps in all (0 = no cap); for smoke tests
+    eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """A validated config from plain data; missing fields take their defaults."""
+        if not isinstance(data, dict):
+            raise ConfigError("a training config must be a JSON object of settings")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown training setting '{unknown[0]}': use one of {', '.join(names)}")
+        values = {k: _checked_type(k, v, names[k].type) for k, v in data.items() if k != "augment"}
+        if "augment" in data:
+            values["augment"] = _augment_from_dict(data["augment"])
+        return cls(**values).validate()
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some settings changed (None values are ignored)."""
+        merged = {**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
+        return TrainConfig.from_dict(merged)
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first setting out of range; return self."""
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
+        _range("lr", self.lr, 0, 10, low_open=True)
+        _range("momentum", self.momentum, 0, 0.9999)
+        _range("weight_decay", self.weight_decay, 0, 1)
+        _range("batch_size", self.batch_size, 1, 4096)
+        _range("epochs", self.epochs, 1, 1000)
+        _range("warmup", self.warmup, 0, 0.99)
+        _range("step_size", self.step_size, 1, 1000)
+        _range("gamma", self.gamma, 0, 1, low_open=True)
+        _range("plateau_factor", self.plateau_factor, 0, 0.99, low_open=True)
+        _range("plateau_patience", self.plateau_patience, 0, 1000)
+        _range("label_smoothing", self.label_smoothing, 0, 0.99)
+        _range("val_split", self.val_split, 0, 49_000)
+        _range("ema", self.ema, 0, 0.99999)
+        _range("seed", self.seed, 0, 2**31 - 1)
+        _range("max_steps", self.max_steps, 0, 10**9)
+        _range("eval_every", self.eval_every, 1, 1000)
+        if self.optimizer == "nesterov" and self.momentum == 0:
+            raise ConfigError("optimizer 'nesterov' needs momentum > 0 — set momentum (e.g. 0.9) or use 'sgd'")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        _augment_from_dict(dataclasses.asdict(self.augment))
+        return self
+
+
+def _checked_type(name: str, value: Any, annotation: str) -> Any:
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(annotation))
+    ok = {
+        int: type(value) is int,
+        float: type(value) in (int, float),
+        bool: type(value) is bool,
+        str: type(value) is str,
+    }.get(kind, True)
+    if not ok:
+        raise ConfigError(f"training setting '{name}' must be a {kind.__name__}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _augment_from_dict(data: Any) -> AugmentConfig:
+    if isinstance(data, AugmentConfig):
+        data = dataclasses.asdict(data)
+    if not isinstance(data, dict):
+        raise ConfigError('augment must be an object such as {"crop_padding": 4, "flip": true}')
+    names = {f.name: f for f in dataclasses.fields(AugmentConfig)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown augment setting '{unknown[0]}': use one of {', '.join(names)}")
+    for k, v in data.items():
+        default = names[k].default
+        if type(v) is not type(default) and not (type(default) is float and type(v) is int):
+            raise ConfigError(f"augment setting '{k}' must be a {type(default).__name__}, got {v!r}")
+        if type(v) is int and not 0 <= v <= 16:
+            raise ConfigError(f"augment setting '{k}' must be from 0 to 16 pixels, got {v}")
+    return AugmentConfig(**data)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if value < low or value > high or (low_open and value == low):
+        low_text = f"above {low}" if low_open else f"at least {low}"
+        raise ConfigError(f"{name} must be {low_text} and at most {high}, got {value}")
+
+
+# ---------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    config: TrainConfig
+
+
+RECIPES: dict[str, Recipe] = {
+    "reference": Recipe(
+        "reference",
+        "The reference solution's recipe as it was: SGD lr 0.01 momentum 0.9, batch 32, RandomAffine + flip, "
+        "20 epochs, ReduceLROnPlateau (factor 0.5, patience 0) stepped on the TEST loss — it looks at the test "
+        "set to lower the learning rate, so its test accuracy is not a clean held-out figure.",
+        TrainConfig(
+            optimizer="sgd",
+            lr=0.01,
+            momentum=0.9,
+            weight_decay=0.0,
+            batch_size=32,
+            epochs=20,
+            schedule="plateau",
+            plateau_factor=0.5,
+            plateau_patience=0,
+            plateau_on_test=True,
+            label_smoothing=0.0,
+            augment=AugmentConfig(crop_padding=0, flip=True, cutout=0, affine=True),
+            val_split=0,
+        ),
+    ),
+    "default": Recipe(
+        "default",
+        "A sound recipe that never looks at the test set: one-cycle SGD with Nesterov momentum (peak lr 0.05, "
+        "weight decay 5e-4), batch 128, random crop (pad 4) + flip, label smoothing 0.1, 20 epochs; 5,000 "
+        "training images held out to pick the best checkpoint.",
+        TrainConfig(
+            optimizer="nesterov",
+            lr=0.05,
+            momentum=0.9,
+            weight_decay=5e-4,
+            batch_size=128,
+            epochs=20,
+            schedule="onecycle",
+            warmup=0.2,
+            label_smoothing=0.1,
+            augment=AugmentConfig(crop_padding=4, flip=True, cutout=0, affine=False),
+            val_split=5000,
+        ),
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`."""
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe '{name}': use one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+# ---------------------------------------------------------------- events and result
+
+
+@dataclass
+class StepEvent:
+    """Progress inside an epoch; loss and accuracy are running means over the epoch so far."""
+
+    kind: ClassVar[str] = "step"
+    epoch: int  # 1-based
+    step: int  # steps done in this epoch (1-based)
+    steps_per_epoch: int
+    global_step: int  # steps done since the run began
+    loss: float  # mean training loss this epoch so far (nats)
+    accuracy: float  # training accuracy this epoch so far (0..1)
+    lr: float
+    images_per_s: float  # training throughput since the previous step event
+    elapsed_s: float  # training time since the run began, all sessions together
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class EpochEvent:
+    """The figures of one finished epoch; a value is None where it was not measured."""
+
+    kind: ClassVar[str] = "epoch"
+    epoch: int  # 1-based
+    epochs: int
+    global_step: int
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    test_loss: float | None
+    test_acc: float | None
+    lr: float  # learning rate of the epoch's last step
+    epoch_s: float  # wall time of the epoch, evaluations included
+    elapsed_s: float
+    eta_s: float  # estimated time to the last epoch
+    best: bool = False  # this epoch gave the best checkpoint so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the weights used to evaluate (the EMA weights when ema > 0), final epoch
+    epochs_done: int
+    global_step: int
+    stopped: bool  # should_stop() ended it early
+    history: list[dict[str, Any]]  # EpochEvent.to_dict() of every epoch, earlier sessions included
+    best_epoch: int | None
+    best_accuracy: float | None  # test accuracy of the best checkpoint
+    final_accuracy: float | None  # test accuracy after the last epoch
+    elapsed_s: float
+    device: str
+    precision: str
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a config's `device` setting."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' was asked for but no CUDA GPU is available — use device 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' becomes bf16 on a GPU that has it and fp32 on the CPU (see bench/throughput.py)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for bf16/fp16, nothing for fp32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer a config names, over all the model's parameters."""
+    params, c = model.parameters(), config
+    if c.optimizer in ("sgd", "nesterov"):
+        nesterov = c.optimizer == "nesterov"
+        return torch.optim.SGD(params, c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=nesterov)
+    opt = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
+    return opt(params, c.lr, betas=(c.momentum, 0.999), weight_decay=c.weight_decay)
+
+
+def get_lr(config: TrainConfig, step: int, steps_per_epoch: int, plateau_scale: float = 1.0) -> float:
+    """Learning rate of optimizer step `step` (0-based, counted over the whole run)."""
+    c = config
+    if c.schedule in ("onecycle", "cosine"):
+        t = (step + 0.5) / (c.epochs * steps_per_epoch)  # fraction of the run at the middle of this step
+        if t < c.warmup:
+            return c.lr * t / c.warmup
+        u = (t - c.warmup) / (1 - c.warmup)  # 0..1 through the decay
+        return c.lr * (1 - u) if c.schedule == "onecycle" else c.lr * 0.5 * (1 + math.cos(math.pi * u))
+    if c.schedule == "step":
+        return c.lr * c.gamma ** ((step // steps_per_epoch) // c.step_size)
+    if c.schedule == "plateau":
+        return c.lr * plateau_scale
+    return c.lr
+
+
+@dataclass
+class Plateau:
+    """ReduceLROnPlateau (mode min, relative threshold 1e-4, no cooldown) as plain data."""
+
+    factor: float
+    patience: int
+    scale: float = 1.0  # current learning-rate multiplier
+    best: float = math.inf
+    bad_epochs: int = 0
+
+    def step(self, metric: float) -> None:
+        if metric < self.best * (1 - 1e-4):
+            self.best, self.bad_epochs = metric, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.scale *= self.factor
+            self.bad_epochs = 0
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (buffers are copied, not averaged)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur, 1 - self.decay)
+            else:
+                avg.copy_(cur)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + stream) % (2**63)
+
+
+def split_data(
+    data: CifarData, val_split: int, seed: int, device: torch.device
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(train, val, test) pairs of uint8 images and int64 labels on the device; val is a seeded random
+    `val_split` of the training images."""
+    images, labels = torch.as_tensor(data.train_images), torch.as_tensor(data.train_labels, dtype=torch.int64)
+    n = images.shape[0]
+    if val_split >= n:
+        raise ConfigError(f"val_split {val_split} leaves no training images (the set has {n}) — lower it")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    train_idx, val_idx = order[: n - val_split].sort().values, order[n - val_split :].sort().values
+    test = (torch.as_tensor(data.test_images), torch.as_tensor(data.test_labels, dtype=torch.int64))
+    on = lambda x, y: (x.to(device), y.to(device))  # noqa: E731
+    return on(images[train_idx], labels[train_idx]), on(images[val_idx], labels[val_idx]), on(*test)
+
+
+# ---------------------------------------------------------------- the loop
+
+EventCallback = Callable[[StepEvent | EpochEvent], None]
+CheckpointCallback = Callable[[dict[str, Any], bool], None]
+STEP_EVENT_EVERY_S = 0.5
+
+
+class _Loop:
+    """The state of one training session; `train` is the public entry."""
+
+    def __init__(self, spec: NetworkSpec, config: TrainConfig, data: CifarData, callback, should_stop, on_checkpoint):
+        self.config = c = config.validate()
+        self.device = resolve_device(c.device)
+        self.precision = resolve_precision(c.precision, self.device)
+        self.emit = callback or (lambda event: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.on_checkpoint = on_checkpoint or (lambda state, best: None)
+        torch.manual_seed(c.seed)
+        self.model = build_model(spec).to(self.device)
+        if c.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_set, self.val_set, self.test_set = split_data(data, c.val_split, c.seed, self.device)
+        n = self.train_set[0].shape[0]
+        self.batch = min(c.batch_size, n)
+        self.steps_per_epoch = n // self.batch  # the last partial batch is dropped
+        self.optimizer = make_optimizer(self.model, c)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.plateau = Plateau(c.plateau_factor, c.plateau_patience)
+        self.ema = WeightAverage(self.model, c.ema) if c.ema > 0 else None
+        self.aug_gen = torch.Generator(self.device)
+        self.epoch, self.step, self.global_step = 0, 0, 0  # completed epochs; steps done in the current one
+        self.sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss*n, correct, n this epoch
+        self.history: list[dict[str, Any]] = []
+        self.best_metric, self.best_epoch, self.best_accuracy = -math.inf, None, None
+        self.elapsed_before = 0.0  # training seconds of earlier sessions
+        self.start = time.perf_counter()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.model if self.ema else self.model
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def lr(self) -> float:
+        return get_lr(self.config, self.global_step, self.steps_per_epoch, self.plateau.scale)
+
+    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> None:
+        x = augment_batch(x_uint8, self.config.augment, self.aug_gen)  # (B, 3, 32, 32) float, normalised
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr()
+        with autocast(self.device, self.precision):
+            logits = self.model(x)  # (B, classes)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema:
+            self.ema.update(self.model)
+        with torch.no_grad():
+            correct = (logits.argmax(1) == y).sum()
+            self.sums += torch.stack(
+                [loss.detach().double() * y.shape[0], correct.double(), self.sums.new_tensor(y.shape[0])]
+            )
+        self.step += 1
+        self.global_step += 1
+
+    def run_epoch(self) -> str:
+        """Train the rest of the current epoch; 'done', 'stopped' or 'capped' (max_steps reached)."""
+        c, images, labels = self.config, *self.train_set
+        perm = torch.randperm(
+            images.shape[0], generator=torch.Generator().manual_seed(_epoch_seed(c.seed, self.epoch, 0))
+        )
+        perm = perm.to(self.device)
+        if self.step == 0:
+            self.aug_gen.manual_seed(_epoch_seed(c.seed, self.epoch, 1))
+        last_emit, last_images = time.perf_counter(), 0
+        while self.step < self.steps_per_epoch:
+            idx = perm[self.step * self.batch : (self.step + 1) * self.batch]
+            self.train_step(images[idx], labels[idx])
+            now, done = time.perf_counter(), self.step == self.steps_per_epoch
+            if now - last_emit >= STEP_EVENT_EVERY_S or done:
+                seen = int(self.sums[2].item())
+                rate = (seen - last_images) / max(now - last_emit, 1e-9)
+                self.emit_step(rate)
+                last_emit, last_images = now, seen
+            if self.should_stop():
+                return "stopped"
+            if c.max_steps and self.global_step >= c.max_steps:
+                return "capped"
+        return "done"
+
+    def emit_step(self, images_per_s: float) -> None:
+        loss_sum, correct, n = self.sums.tolist()
+        self.emit(StepEvent(self.epoch + 1, self.step, self.steps_per_epoch, self.global_step, loss_sum / n,
+                            correct / n, self.lr(), images_per_s, self.elapsed()))  # fmt: skip
+
+    def evaluate_on(self, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float | None, float | None]:
+        if pair[0].shape[0] == 0:
+            return None, None
+        kw = {"tta_flip": self.config.tta_flip, "precision": self.precision, "channels_last": self.config.channels_last}
+        return loss_and_accuracy(self.eval_model, *pair, **kw)
+
+    def end_epoch(self, epoch_start: float, session_epochs: int, session_start: float, last: bool) -> None:
+        """Evaluate, step the plateau schedule, pick the best checkpoint, emit the epoch and checkpoint it."""
+        c = self.config
+        loss_sum, correct, n = self.sums.tolist()
+        val_loss, val_acc = self.evaluate_on(self.val_set)
+        want_test = last or (self.epoch + 1) % c.eval_every == 0 or c.plateau_on_test or c.val_split == 0
+        test_loss, test_acc = self.evaluate_on(self.test_set) if want_test else (None, None)
+        if c.schedule == "plateau":  # the reference watched the test loss; otherwise validation, else training
+            self.plateau.step(test_loss if c.plateau_on_test else val_loss if val_loss is not None else loss_sum / n)
+        monitor = val_acc if c.val_split else test_acc  # validation picks the best checkpoint when there is one
+        best = monitor is not None and monitor > self.best_metric
+        if best:
+            if test_acc is None:
+                test_loss, test_acc = self.evaluate_on(self.test_set)
+            self.best_metric, self.best_epoch, self.best_accuracy = monitor, self.epoch + 1, test_acc
+        lr = get_lr(c, self.global_step - 1, self.steps_per_epoch, self.plateau.scale)
+        self.epoch, self.step = self.epoch + 1, 0
+        self.sums.zero_()
+        now = time.perf_counter()
+        eta = (now - session_start) / session_epochs * (c.epochs - self.epoch)
+        event = EpochEvent(self.epoch, c.epochs, self.global_step, loss_sum / n, correct / n, val_loss, val_acc,
+                           test_loss, test_acc, lr, now - epoch_start, self.elapsed(), eta, best)  # fmt: skip
+        self.history.append(event.to_dict())
+        self.emit(event)
+        self.on_checkpoint(self.state(), best)
+
+    def run(self) -> TrainResult:
+        c, stopped = self.config, False
+        session_start, session_epochs = time.perf_counter(), 0
+        self.model.train()
+        while self.epoch < c.epochs and not (c.max_steps and self.global_step >= c.max_steps):
+            epoch_start = time.perf_counter()
+            outcome = self.run_epoch()
+            if outcome == "stopped":
+                stopped = True
+                self.on_checkpoint(self.state(), False)
+                break
+            session_epochs += 1
+            last = outcome == "capped" or self.epoch + 1 == c.epochs
+            self.end_epoch(epoch_start, session_epochs, session_start, last)
+        final = self.history[-1]["test_acc"] if self.history else None
+        return TrainResult(self.eval_model, self.epoch, self.global_step, stopped, self.history, self.best_epoch,
+                           self.best_accuracy, final, self.elapsed(), str(self.device), self.precision)  # fmt: skip
+
+    # -------------------------------------------------------- checkpoints
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue: tensors and plain types only (loads with weights_only=True)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "ema": self.ema.model.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "plateau": dataclasses.asdict(self.plateau),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": self.epoch,  # completed epochs
+            "step": self.step,  # steps done in the epoch in progress (0 at an epoch end)
+            "global_step": self.global_step,
+            "sums": self.sums.cpu().clone(),
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "rng_aug": self.aug_gen.get_state(),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "best_accuracy": self.best_accuracy,
+            "history": list(self.history),
+            "elapsed_s": self.elapsed(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a `state()` dict."""
+        self.model.load_state_dict(state["model"])
+        if self.ema and state.get("ema") is not None:
+            self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.plateau = Plateau(**state["plateau"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        self.sums = state["sums"].to(self.device, torch.float64)
+        torch.set_rng_state(state["rng_torch"])
+        if self.device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.aug_gen.set_state(state["rng_aug"])
+        self.best_metric, self.best_epoch = state["best_metric"], state["best_epoch"]
+        self.best_accuracy, self.history = state["best_accuracy"], list(state["history"])
+        self.elapsed_before = state["elapsed_s"]
+
+
+def train(
+    spec: NetworkSpec,
+    config: TrainConfig,
+    data: CifarData,
+    callback: EventCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    state: dict[str, Any] | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+) -> TrainResult:
+    """Train a model of `spec` on `data` with `config`, from scratch or from a checkpoint `state`.
+
+    callback(event) receives a StepEvent at most every 0.5 s and at each epoch's last step, and an
+    EpochEvent after each epoch. should_stop() is asked after every step: when it says True the step is
+    finished, on_checkpoint(state, False) is called and the result has stopped=True. on_checkpoint(state,
+    is_best) is called at every epoch end with a dict of tensors and plain types to save.
+    """
+    loop = _Loop(spec, config, data, callback, should_stop, on_checkpoint)
+    if state is not None:
+        try:
+            loop.restore(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise UserError(f"the checkpoint does not fit this network and config ({err}) — start a new run") from None
+    return loop.run()
