@@ -92,6 +92,14 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     return default_data_dir()
 
 
+def _file_fix(path: Path) -> str:
+    """How to repair a data set with one bad or missing file."""
+    return (
+        f"replace it with a good copy, point --data-dir or {DATA_ENV} at another copy of CIFAR-10, "
+        f"or delete {path.parent} and let s7 download it again (--download)"
+    )
+
+
 def _fix_hint(root: Path) -> str:
     return (
         f"put CIFAR-10 in {root} (the folder cifar-10-batches-bin or cifar-10-batches-py, or its .tar.gz), "
@@ -149,7 +157,7 @@ def _check_files(folder: Path, fmt: str) -> None:
     for name in (*TRAIN_BATCHES, TEST_BATCH):
         path = folder / _batch_file(fmt, name)
         if not path.is_file():
-            raise DataError(f"{path} is missing: the data set in {folder} is incomplete; {_fix_hint(folder)}", path)
+            raise DataError(f"{path} is missing: the data set in {folder} is incomplete; {_file_fix(path)}", path)
         size = path.stat().st_size
         if fmt == "bin" and (size == 0 or size % RECORD_BYTES):
             raise DataError(_truncated_message(path, size), path)
@@ -157,8 +165,7 @@ def _check_files(folder: Path, fmt: str) -> None:
 
 def _truncated_message(path: Path, size: int) -> str:
     return (
-        f"{path} is truncated: {size:,} bytes is not a whole number of {RECORD_BYTES:,}-byte records; "
-        f"copy or download it again ({_fix_hint(path.parent.parent)})"
+        f"{path} is truncated: {size:,} bytes is not a whole number of {RECORD_BYTES:,}-byte records; {_file_fix(path)}"
     )
 
 
@@ -207,7 +214,7 @@ def _read_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror or err}; {_fix_hint(path.parent)}", path) from err
+        raise DataError(f"cannot read {path}: {err.strerror or err}; {_file_fix(path)}", path) from err
     if raw.size == 0 or raw.size % RECORD_BYTES:
         raise DataError(_truncated_message(path, raw.size), path)
     records = raw.reshape(-1, RECORD_BYTES)
@@ -261,10 +268,10 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as fh:
             obj = _CifarUnpickler(io.BytesIO(fh.read()), encoding="latin1").load()
     except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror or err}; {_fix_hint(path.parent)}", path) from err
+        raise DataError(f"cannot read {path}: {err.strerror or err}; {_file_fix(path)}", path) from err
     except Exception as err:  # any unpickling failure means a corrupt or foreign file
         raise DataError(
-            f"{path} is not a CIFAR-10 python batch ({err}); delete it and download again ({_fix_hint(path.parent)})",
+            f"{path} is not a CIFAR-10 python batch ({err}); {_file_fix(path)}",
             path,
         ) from err
     if not isinstance(obj, dict):
@@ -277,18 +284,17 @@ def _read_py(path: Path) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{path} has no uint8 'data' array of 3,072 bytes a row; replace it ({_fix_hint(path)})", path)
+        raise DataError(f"{path} has no uint8 'data' array of 3,072 bytes a row; {_file_fix(path)}", path)
     if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data):
         raise DataError(
             f"{path} is truncated or corrupt: {len(data):,} images but "
-            f"{len(labels) if labels is not None else 'no'} labels; replace it ({_fix_hint(path.parent)})",
+            f"{len(labels) if labels is not None else 'no'} labels; {_file_fix(path)}",
             path,
         )
     try:
         labels = np.asarray(labels, dtype=np.int64)
     except (TypeError, ValueError, OverflowError) as err:
-        hint = _fix_hint(path.parent)
-        raise DataError(f"{path} has labels that are not integers; replace it ({hint})", path) from err
+        raise DataError(f"{path} has labels that are not integers; {_file_fix(path)}", path) from err
     return np.ascontiguousarray(data).reshape(-1, *IMAGE_SHAPE), labels
 
 
@@ -305,8 +311,7 @@ def _check_labels(path: Path, labels: np.ndarray, n_classes: int) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         bad = labels[(labels < 0) | (labels >= n_classes)][0]
         raise DataError(
-            f"{path} is corrupt: label {int(bad)} is outside 0-{n_classes - 1}; "
-            f"copy or download it again ({_fix_hint(path.parent.parent)})",
+            f"{path} is corrupt: label {int(bad)} is outside 0-{n_classes - 1}; {_file_fix(path)}",
             path,
         )
 
@@ -318,7 +323,7 @@ def _check_counts(folder: Path, fmt: str, counts: list[int]) -> None:
         path = folder / _batch_file(fmt, TRAIN_BATCHES[short])
         raise DataError(
             f"{path} is truncated: it holds {counts[short]:,} records where the other training batches hold "
-            f"{max(counts):,}; copy or download it again ({_fix_hint(folder.parent)})",
+            f"{max(counts):,}; {_file_fix(path)}",
             path,
         )
 
@@ -359,7 +364,7 @@ def load_cifar10(
     if found is None:
         if not download:
             raise DataError(f"CIFAR-10 not found in {root}: {_fix_hint(root)}", root)
-        found = (download_cifar10(root, progress=progress), "py", False)
+        found = (download_cifar10(root, CIFAR10_URL, CIFAR10_MD5, progress), "py", False)
     path, fmt, is_archive = found
     if is_archive:
         path = _extract_archive(path, path.parent)
@@ -457,21 +462,31 @@ def download_cifar10(
         try:
             total = _remote_size(url, timeout)
         except (urllib.error.URLError, OSError, ValueError) as err:
-            raise DataError(f"cannot reach {url} ({getattr(err, 'reason', err)}); {fix}", archive) from err
+            why = getattr(err, "reason", err)
+            if isinstance(err, urllib.error.HTTPError):
+                why = f"HTTP {err.code} {err.reason}"
+            raise DataError(f"cannot reach {url} ({why}); {fix}", archive) from err
         partial = root / (filename + ".part")
-        _run_with_progress(lambda: download_url(url, str(root), partial.name, md5), partial, total, progress)
+        partial.unlink(missing_ok=True)  # download_url would take a stale partial file for a finished one
+        try:
+            _run_with_progress(lambda: download_url(url, str(root), partial.name, md5), partial, total, progress)
+        except Exception as err:
+            bad_md5 = md5 is not None and partial.is_file() and not check_integrity(str(partial), md5)
+            partial.unlink(missing_ok=True)
+            why = f"the file does not match the md5 {md5}" if bad_md5 else str(err)
+            raise DataError(f"downloading {url} failed: {why}; try again, or {fix}", archive) from err
         os.replace(partial, archive)
     return _extract_archive(archive, root)
 
 
 def _run_with_progress(fetch: Callable[[], None], partial: Path, total: int, progress: Progress | None) -> None:
-    """Run fetch in a worker thread, reporting the growing size of `partial` on the caller's thread."""
+    """Run fetch in a worker thread, reporting the growing size of `partial` from the caller's thread."""
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
             fetch()
-        except BaseException as err:  # handed to the caller's thread below
+        except BaseException as err:  # re-raised on the caller's thread below
             errors.append(err)
 
     worker = threading.Thread(target=work, daemon=True)
@@ -481,10 +496,7 @@ def _run_with_progress(fetch: Callable[[], None], partial: Path, total: int, pro
         if progress is not None and partial.exists():
             progress(partial.stat().st_size, total)
     if errors:
-        partial.unlink(missing_ok=True)
-        err = errors[0]
-        why = "the file does not match its md5 checksum" if isinstance(err, RuntimeError) else str(err)
-        raise DataError(f"download to {partial} failed: {why}; try again, or download it yourself", partial) from err
+        raise errors[0]
     if progress is not None:
         done = partial.stat().st_size
         progress(done, total or done)
@@ -679,31 +691,35 @@ def _crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch.Gene
     return images.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
 
 
-def _affine_theta(n: int, h: int, w: int, generator: torch.Generator | None) -> torch.Tensor:
-    """(N, 2, 3) sampling matrices for F.affine_grid: the inverse of a random rotate/shear/scale/translate."""
-    angle = torch.deg2rad(_uniform(n, -7.0, 7.0, generator))
-    shear = torch.deg2rad(_uniform(n, -7.0, 7.0, generator))  # x shear only, as RandomAffine(shear=7)
-    scale = _uniform(n, 0.9, 1.1, generator)
-    tx = torch.round(_uniform(n, -0.1 * w, 0.1 * w, generator))  # whole pixels, as RandomAffine
-    ty = torch.round(_uniform(n, -0.1 * h, 0.1 * h, generator))
+def _affine_params(n: int, h: int, w: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Per-image parameters drawn as RandomAffine(degrees=7, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=7) does."""
+    return {
+        "angle": _uniform(n, -7.0, 7.0, generator),  # degrees
+        "tx": torch.round(_uniform(n, -0.1 * w, 0.1 * w, generator)),  # whole pixels, as RandomAffine
+        "ty": torch.round(_uniform(n, -0.1 * h, 0.1 * h, generator)),
+        "scale": _uniform(n, 0.9, 1.1, generator),
+        "shear": _uniform(n, -7.0, 7.0, generator),  # degrees, along x only (a single shear number)
+    }
+
+
+def _affine_theta(p: dict[str, torch.Tensor], h: int, w: int) -> torch.Tensor:
+    """(N, 2, 3) matrices for F.affine_grid: output -> input, the inverse of torchvision's affine map."""
+    angle, shear = torch.deg2rad(p["angle"]), torch.deg2rad(p["shear"])
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
-    # forward map in pixel units about the centre: p' = scale * R(angle) @ Shear_x @ p + t
-    a = torch.stack([torch.stack([cos, cos * tan - sin], -1), torch.stack([sin, sin * tan + cos], -1)], -2)
-    a = a * scale[:, None, None]
-    inv = torch.linalg.inv(a)  # (N, 2, 2): output pixel -> input pixel
-    t = torch.stack([tx, ty], -1)
-    shift = -(inv @ t[:, :, None])[..., 0]
-    # pixel units -> affine_grid's [-1, 1] units: divide by half the side on each axis
+    # forward map in pixels about the centre, as torchvision's: p' = scale * R(angle) @ [[1, -tan], [0, 1]] @ p + t
+    rows = [torch.stack([cos, -cos * tan - sin], -1), torch.stack([sin, -sin * tan + cos], -1)]
+    inv = torch.linalg.inv(torch.stack(rows, -2) * p["scale"][:, None, None])  # (N, 2, 2)
+    shift = -(inv @ torch.stack([p["tx"], p["ty"]], -1)[:, :, None])[..., 0]  # (N, 2)
+    # pixels -> affine_grid's [-1, 1] units: divide by half the side on each axis
     half = torch.tensor([w / 2.0, h / 2.0], device=inv.device)
     inv = inv * half[None, None, :] / half[None, :, None]
-    shift = shift / half
-    return torch.cat([inv, shift[:, :, None]], dim=2)
+    return torch.cat([inv, (shift / half)[:, :, None]], dim=2)
 
 
 def _random_affine(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Per-image random affine of float images, bilinear, zero (black) outside the image."""
     n, c, h, w = x.shape
-    theta = _affine_theta(n, h, w, generator).to(x.device, torch.float32)
+    theta = _affine_theta(_affine_params(n, h, w, generator), h, w).to(x.device, torch.float32)
     grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
