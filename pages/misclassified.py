@@ -1,0 +1,187 @@
+"""Misclassified: the test images a run got wrong, with what it believed, and where it looked (Grad-CAM).
+
+Click a cell of the confusion matrix (or pick the two classes below it) to see the images of one true class
+taken for one predicted class. Images are enlarged by repeating pixels, so what the network saw stays sharp.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._shared import show_error
+from s7core import runs
+from s7core.errors import UserError
+from s7core.evaluate import Evaluation, misclassified
+
+PER_PAGE = 24
+COLUMNS = 6
+ZOOM = 4  # 32x32 images shown at 128x128
+ANY = "any"
+TRUE_KEY, PRED_KEY, CHART_KEY = "mis_true", "mis_pred", "mis_confusion"
+SORTS = {"confidence-desc": "most confident first", "confidence-asc": "least confident first", "index": "test index"}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _predictions(run_dir: str, mtime: float) -> Evaluation:
+    """The run's saved evaluation; `mtime` makes a rewritten file a new cache entry."""
+    return runs.load_predictions(run_dir)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the test images…")
+def test_images(data_dir: str) -> np.ndarray:
+    """The test images (N, 3, 32, 32) uint8 of a data folder, read once per folder."""
+    from s7core.data import load_cifar10
+
+    return load_cifar10(data_dir).test_images.numpy()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def run_model(run_dir: str, mtime: float):
+    """The run's best model on the CPU, in eval mode."""
+    return runs.load_run_model(run_dir, "best")
+
+
+def choose_run() -> runs.RunInfo | None:
+    """A run that has saved test predictions (i.e. finished)."""
+    done = [i for i in runs.list_runs() if (Path(i.path) / "predictions.npz").is_file()]
+    if not done:
+        st.info("No finished run yet: launch one on the Train page; its mistakes show up here when it ends.")
+        return None
+    by_name = {i.name: i for i in done}
+    return by_name[st.selectbox("Run", list(by_name), key="mis_run")]
+
+
+def _select_cell(classes: tuple[str, ...]) -> None:
+    """A click on the confusion matrix sets both class filters (runs before the page reruns)."""
+    points = st.session_state[CHART_KEY].selection.points
+    if points and points[0].get("x") in classes and points[0].get("y") in classes:
+        st.session_state[PRED_KEY], st.session_state[TRUE_KEY] = points[0]["x"], points[0]["y"]
+
+
+def confusion_picker(ev: Evaluation) -> None:
+    """The confusion matrix; clicking a cell filters the gallery to it."""
+    classes = list(ev.classes)
+    fig = go.Figure(
+        go.Heatmap(
+            z=ev.confusion, x=classes, y=classes, colorscale="Reds", texttemplate="%{z}", showscale=False,
+            hovertemplate="true %{y}, predicted %{x}: %{z} images — click to show them<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted class", yaxis_title="true class",
+        yaxis_autorange="reversed", title="Click a cell to filter", clickmode="event+select",
+    )  # fmt: skip
+    st.plotly_chart(
+        fig, key=CHART_KEY, on_select=lambda: _select_cell(ev.classes), selection_mode="points",
+        config={"displayModeBar": False},
+    )  # fmt: skip
+
+
+def filters(ev: Evaluation) -> tuple[str | None, str | None, str]:
+    """True class, predicted class (None = any) and sort order."""
+    options = [ANY, *ev.classes]
+    for key in (TRUE_KEY, PRED_KEY):
+        if st.session_state.get(key) not in options:
+            st.session_state[key] = ANY
+    true = st.selectbox("True class", options, key=TRUE_KEY)
+    pred = st.selectbox("Predicted class", options, key=PRED_KEY)
+    sort = st.radio("Order", list(SORTS), format_func=SORTS.get, key="mis_sort")
+    return (None if true == ANY else true), (None if pred == ANY else pred), sort
+
+
+def enlarge(image_chw: np.ndarray) -> np.ndarray:
+    """A (3, H, W) uint8 image as (H*ZOOM, W*ZOOM, 3), each pixel a ZOOM x ZOOM block (no blur)."""
+    return image_chw.transpose(1, 2, 0).repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
+
+
+def top3(ev: Evaluation, index: int) -> list[tuple[str, float]]:
+    """The three most probable classes of one image with their probabilities."""
+    probs = ev.probabilities[index]
+    return [(ev.classes[c], float(probs[c])) for c in np.argsort(-probs, kind="stable")[:3]]
+
+
+def gradcam_controls(run: runs.RunInfo):
+    """The Grad-CAM layer the user picks (None = off) and the run's model."""
+    try:
+        from s7core.gradcam import gradcam_layers
+    except ImportError:
+        return None, None
+    ckpt = Path(run.path) / "checkpoint_best.pt"
+    model = run_model(run.path, ckpt.stat().st_mtime if ckpt.exists() else 0.0)
+    layer = st.selectbox(
+        "Grad-CAM layer", ["off", *gradcam_layers(model)], key="mis_gradcam",
+        help="Where the model looked for the class it predicted: the gradient-weighted activations of this layer. "
+        "Late layers give coarse, class-specific maps; early layers fine but generic ones.",
+    )  # fmt: skip
+    return (None if layer == "off" else layer), model
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM…")
+def _cams(run_dir: str, mtime: float, data_dir: str, layer: str, indices: tuple[int, ...]) -> np.ndarray:
+    """Grad-CAM maps (N, 32, 32) of some test images for the class the model predicted."""
+    import torch
+
+    from s7core.data import normalize
+    from s7core.gradcam import grad_cam
+
+    images = torch.as_tensor(test_images(data_dir)[list(indices)])
+    return grad_cam(run_model(run_dir, mtime), normalize(images), layer)
+
+
+def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.ndarray | None) -> None:
+    """A grid of enlarged images with the true class, the prediction, its confidence and the top 3."""
+    if cams is not None:
+        from s7core.gradcam import overlay
+    for row in range(0, len(indices), COLUMNS):
+        cols = st.columns(COLUMNS)
+        for col, k in zip(cols, range(row, min(row + COLUMNS, len(indices))), strict=False):
+            i = int(indices[k])
+            pixels = enlarge(images[i] if cams is None else overlay(images[i], cams[k]))
+            true, pred = ev.classes[ev.labels[i]], ev.classes[ev.predictions[i]]
+            with col:
+                st.image(pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})")
+                st.caption(" · ".join(f"{name} {p:.0%}" for name, p in top3(ev, i)))
+
+
+def page() -> None:
+    run = choose_run()
+    if run is None:
+        return
+    mtime = (Path(run.path) / "predictions.npz").stat().st_mtime
+    ev = _predictions(run.path, mtime)
+    data_dir = str(runs.run_data_dir(run.path))
+    left, right = st.columns([3, 2])
+    with left:
+        confusion_picker(ev)
+    with right:
+        true, pred, sort = filters(ev)
+        layer, _ = gradcam_controls(run)
+    wrong = misclassified(ev, true, pred, sort)
+    total = int((ev.predictions != ev.labels).sum())
+    st.markdown(f"**{len(wrong):,}** misclassified images shown by this filter, of {total:,} wrong in {ev.count:,}.")
+    if len(wrong) == 0:
+        st.info("Nothing to show: this filter has no wrong predictions (a diagonal cell holds the right ones).")
+        return
+    pages = (len(wrong) + PER_PAGE - 1) // PER_PAGE
+    number = st.pagination(pages, key=f"mis_page_{true}_{pred}_{sort}") if pages > 1 else 1
+    shown = wrong[(number - 1) * PER_PAGE : number * PER_PAGE]
+    cams = None
+    if layer is not None:
+        ckpt = Path(run.path) / "checkpoint_best.pt"
+        cams = _cams(run.path, ckpt.stat().st_mtime if ckpt.exists() else 0.0, data_dir, layer, tuple(shown))
+    gallery(ev, test_images(data_dir), shown, cams)
+
+
+st.title("Misclassified images")
+st.caption(
+    "The test images the run's best checkpoint got wrong. Pick a cell of the confusion matrix to see one kind "
+    "of mistake; the confidence is the probability the network gave its (wrong) answer."
+)
+try:
+    page()
+except UserError as err:
+    show_error(err)

@@ -1,0 +1,300 @@
+"""Train: pick a network and a recipe, launch a run in a background process, and watch it live.
+
+A run trains in its own process (s7core.runs), so it goes on when the tab closes; any tab sees it
+in the run list. The live panel is a fragment that reruns every second while a run is active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
+from s7core import runs
+from s7core.data import AugmentConfig
+from s7core.errors import UserError
+from s7core.spec import PRESETS, get_preset
+from s7core.train import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig
+
+ACTIVE = ("queued", "running")
+WATCH_KEY = "train_watch_run"
+EDITED = "The network being edited"
+
+# Widget settings per training field: (kind, low, high, step, help). Ranges are those TrainConfig.validate allows,
+# narrowed to what makes sense in a classroom.
+FIELD_WIDGETS: dict[str, tuple] = {
+    "optimizer": ("choice", OPTIMIZERS, None, None, "sgd, SGD with Nesterov momentum, Adam or AdamW"),
+    "lr": ("float", 1e-5, 10.0, None, "peak learning rate"),
+    "momentum": ("float", 0.0, 0.9999, 0.05, "SGD momentum (Adam's beta1)"),
+    "weight_decay": ("float", 0.0, 1.0, None, "L2 penalty (decoupled for AdamW)"),
+    "batch_size": ("int", 1, 4096, 16, "images per optimizer step"),
+    "epochs": ("int", 1, 1000, 1, "passes over the training images"),
+    "schedule": ("choice", SCHEDULES, None, None, "how the learning rate moves during the run"),
+    "warmup": ("float", 0.0, 0.99, 0.05, "onecycle/cosine: fraction of the run spent rising to lr"),
+    "step_size": ("int", 1, 1000, 1, "step: epochs between drops"),
+    "gamma": ("float", 0.001, 1.0, 0.05, "step: factor at each drop"),
+    "plateau_factor": ("float", 0.01, 0.99, 0.05, "plateau: factor when the loss stops falling"),
+    "plateau_patience": ("int", 0, 1000, 1, "plateau: epochs without improvement before a drop"),
+    "plateau_on_test": ("bool", None, None, None, "plateau watches the TEST loss (the reference did; it leaks)"),
+    "label_smoothing": ("float", 0.0, 0.99, 0.05, "cross-entropy target smoothing"),
+    "val_split": ("int", 0, 49_000, 1000, "training images held out to pick the best checkpoint"),
+    "ema": ("float", 0.0, 0.99999, None, "moving average of the weights used to evaluate (0 = off)"),
+    "tta_flip": ("bool", None, None, None, "evaluate on each image and its mirror image"),
+    "seed": ("int", 0, 2**31 - 1, 1, "seeds weights, split, batch order and augmentation"),
+    "device": ("choice", ("auto", "cpu", "cuda"), None, None, "auto: CUDA when available, else CPU"),
+    "channels_last": ("bool", None, None, None, "NHWC memory layout (faster on some GPUs)"),
+    "precision": ("choice", PRECISIONS, None, None, "autocast precision; auto = bf16 on a GPU, fp32 on the CPU"),
+    "max_steps": ("int", 0, 10**9, 10, "stop after this many optimizer steps (0 = no cap)"),
+    "eval_every": ("int", 1, 1000, 1, "epochs between test-set evaluations"),
+}
+AUGMENT_WIDGETS: dict[str, tuple] = {
+    "crop_padding": ("int", 0, 16, 1, "random crop after padding this many pixels (0 = off)"),
+    "flip": ("bool", None, None, None, "random horizontal flip"),
+    "cutout": ("int", 0, 16, 1, "side of a square cut out of each image (0 = off)"),
+    "affine": ("bool", None, None, None, "the reference's RandomAffine (rotate, shift, scale, shear)"),
+}
+GROUPS = {
+    "Optimizer": ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs"),
+    "Learning-rate schedule": (
+        "schedule", "warmup", "step_size", "gamma", "plateau_factor", "plateau_patience", "plateau_on_test",
+    ),
+    "Regularisation and evaluation": ("label_smoothing", "ema", "tta_flip", "val_split", "eval_every"),
+    "Device and reproducibility": ("device", "precision", "channels_last", "seed", "max_steps"),
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the form
+
+
+def _widget(spec: tuple, label: str, value: Any, key: str) -> Any:
+    """One input for a setting, bounded by its sensible range."""
+    kind, low, high, step, help_text = spec
+    if kind == "choice":
+        options = list(low) if value in low else [value, *low]
+        return st.selectbox(label, options, index=options.index(value), key=key, help=help_text)
+    if kind == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=help_text)
+    if kind == "int":
+        return int(st.number_input(label, low, high, int(value), step, key=key, help=help_text))
+    fmt = "%.6g"
+    return float(st.number_input(label, low, high, float(value), step, format=fmt, key=key, help=help_text))
+
+
+def _config_form(base: TrainConfig, prefix: str) -> dict[str, Any]:
+    """The recipe's settings as inputs; returns the values as TrainConfig.from_dict takes them."""
+    values = base.to_dict()
+    for title, names in GROUPS.items():
+        with st.expander(title, expanded=title == "Optimizer"):
+            cols = st.columns(3)
+            for i, name in enumerate(names):
+                with cols[i % 3]:
+                    values[name] = _widget(FIELD_WIDGETS[name], name, values[name], f"{prefix}_{name}")
+    with st.expander("Augmentation"):
+        cols = st.columns(4)
+        augment = dict(values["augment"])
+        for i, f in enumerate(fields(AugmentConfig)):
+            with cols[i % 4]:
+                augment[f.name] = _widget(AUGMENT_WIDGETS[f.name], f.name, augment[f.name], f"{prefix}_aug_{f.name}")
+        values["augment"] = augment
+    return values
+
+
+def _choose_network():
+    """The network to train: the one being edited, or a preset."""
+    edited = get_spec()
+    choices = [EDITED, *PRESETS]
+    pick = st.selectbox(
+        "Network",
+        choices,
+        key="train_network",
+        format_func=lambda c: f"{EDITED} ({edited.name})" if c == EDITED else f"preset: {c}",
+        help="Edit a network on the Architecture page; it is trained exactly as shown there.",
+    )
+    spec = edited if pick == EDITED else get_preset(pick)
+    st.caption(f"`{spec.name}`: {len(spec.layers)} layers, {summary(spec).total_params:,} parameters")
+    return spec
+
+
+def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int) -> None:
+    """Create the run folder and start (or queue) its background process."""
+    try:
+        config = TrainConfig.from_dict(values)
+        run_dir = runs.create_run(spec, config, name=name.strip() or None, data_dir=data_dir(), recipe=recipe)
+        info = runs.start_run(run_dir, max_concurrent=max_concurrent)
+    except UserError as err:
+        show_error(err)
+        return
+    st.session_state[WATCH_KEY] = info.name
+    if info.state == "queued":
+        st.info(f"Run **{info.name}** is queued: {info.message}", icon=":material/schedule:")
+    else:
+        st.success(f"Run **{info.name}** started in the background.", icon=":material/rocket_launch:")
+
+
+def launch_section() -> None:
+    """Network, recipe and settings; the launch button."""
+    status = data_status()
+    if not status.found:
+        show_error(f"{status.message}. Set the data folder in the sidebar, then launch.")
+    left, right = st.columns([2, 3])
+    with left:
+        spec = _choose_network()
+        names = list(RECIPES)
+        recipe_name = st.selectbox(
+            "Recipe", names, index=names.index("default") if "default" in names else 0, key="train_recipe"
+        )
+        recipe = RECIPES[recipe_name]
+        if recipe.config.plateau_on_test:
+            st.warning(recipe.description, icon=":material/visibility:")
+        else:
+            st.info(recipe.description, icon=":material/menu_book:")
+        default_slots = 1 if device_name() == "CPU" else 2
+        max_concurrent = int(
+            st.number_input(
+                "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
+                help="At most this many runs train together; a further launch waits in the queue.",
+            )
+        )  # fmt: skip
+    with right, st.form("train_form", border=False):
+        values = _config_form(recipe.config, f"train_{recipe_name}")
+        name = st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
+        launched = st.form_submit_button(
+            "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found
+        )
+    if launched:
+        _launch(spec, values, recipe_name, name, max_concurrent)
+
+
+# ---------------------------------------------------------------- the live panel
+
+
+def _curve(rows: list[dict], series: dict[str, str], title: str, y_title: str, log_y: bool = False) -> go.Figure:
+    """Lines of `series` (metrics key -> legend name) over the global step."""
+    fig = go.Figure()
+    for key, legend in series.items():
+        points = [(r["global_step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            x, y = zip(*points, strict=True)
+            mode = "lines" if len(points) > 30 else "lines+markers"
+            fig.add_trace(go.Scatter(x=x, y=y, mode=mode, name=legend))
+    fig.update_layout(
+        title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step", yaxis_title=y_title,
+        legend=dict(orientation="h", y=-0.25), uirevision=title,
+    )  # fmt: skip
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _progress(info: runs.RunInfo, last_step: dict | None) -> None:
+    """Progress bar, epoch, throughput and time left of one run."""
+    done = info.epoch / info.epochs if info.epochs else 0.0
+    if info.state == "running" and last_step and last_step.get("epoch", 0) > info.epoch:
+        done = (info.epoch + last_step["step"] / last_step["steps_per_epoch"]) / info.epochs
+    st.progress(min(done, 1.0), text=f"{info.state}: {info.message}")
+
+
+def _figures(info: runs.RunInfo, epochs: list[dict], steps: list[dict]) -> None:
+    """Epoch, images/s, ETA and best accuracy, as metric tiles."""
+    last_step, last_epoch = (steps[-1] if steps else None), (epochs[-1] if epochs else None)
+    cols = st.columns(4)
+    cols[0].metric("Epoch", f"{info.epoch} / {info.epochs}")
+    rate = last_step.get("images_per_s") if last_step else None
+    cols[1].metric("Images/s", f"{rate:,.0f}" if rate else "—")
+    eta = last_epoch.get("eta_s") if last_epoch and info.state == "running" else None
+    cols[2].metric("Time left", f"{eta:.0f} s" if eta is not None else "—", help="estimated from finished epochs")
+    best = info.best_accuracy
+    cols[3].metric("Best test accuracy", f"{best:.2%}" if best is not None else "—")
+
+
+def _buttons(info: runs.RunInfo) -> None:
+    """Stop an active run, resume a stopped or failed one."""
+    try:
+        if info.state in ACTIVE and st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}"):
+            st.toast(runs.stop_run(info.path).message)
+        if info.state in ("stopped", "failed") and info.epoch < info.epochs:
+            if st.button("Resume", icon=":material/replay:", key=f"resume_{info.name}"):
+                resumed = runs.resume_run(info.path, st.session_state.get("train_max_concurrent", 1))
+                st.toast(f"{resumed.name}: {resumed.state}")
+    except UserError as err:
+        show_error(err)
+
+
+def watch_run(run_dir: Path) -> None:
+    """Everything about one run, live: progress, figures, curves, stop."""
+    info = runs.run_info(run_dir)
+    rows = runs.read_metrics(run_dir)
+    epochs = [r for r in rows if r.get("kind") == "epoch"]
+    steps = [r for r in rows if r.get("kind") == "step"]
+    _progress(info, steps[-1] if steps else None)
+    _figures(info, epochs, steps)
+    _buttons(info)
+    cols = st.columns(3)
+    loss = {"loss": "train (running)", "train_loss": "train", "val_loss": "validation", "test_loss": "test"}
+    acc = {"accuracy": "train (running)", "train_acc": "train", "val_acc": "validation", "test_acc": "test"}
+    cols[0].plotly_chart(_curve(steps + epochs, loss, "Loss", "nats"), key="train_loss_chart")
+    cols[1].plotly_chart(_curve(steps + epochs, acc, "Accuracy", "fraction correct"), key="train_acc_chart")
+    cols[2].plotly_chart(_curve(steps + epochs, {"lr": "lr"}, "Learning rate", "lr"), key="train_lr_chart")
+    if info.state == "failed":
+        show_error(f"Run {info.name} failed: {info.message}")
+
+
+def runs_table(infos: list[runs.RunInfo]) -> None:
+    """Every run with its state, newest first."""
+    table = pd.DataFrame(
+        [
+            dict(run=i.name, state=i.state, epoch=f"{i.epoch}/{i.epochs}", best=i.best_accuracy,
+                 final=i.final_accuracy, network=i.preset, recipe=i.recipe, created=i.created, message=i.message)
+            for i in infos
+        ]
+    )  # fmt: skip
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "best": st.column_config.NumberColumn("best acc", format="percent"),
+            "final": st.column_config.NumberColumn("final acc", format="percent"),
+        },
+        key="train_runs_table",
+    )
+
+
+def live_section() -> None:
+    """The watched run and the run list; refreshed every second while any run is queued or running."""
+    infos = runs.list_runs()
+    if not infos:
+        st.info("No runs yet: launch one above. It trains in the background and appears here.")
+        return
+    names = [i.name for i in infos]
+    if st.session_state.get(WATCH_KEY) not in names:
+        st.session_state[WATCH_KEY] = names[0]
+    name = st.selectbox("Watch run", names, key=WATCH_KEY)
+    active = any(i.state in ACTIVE for i in infos)
+
+    @st.fragment(run_every=1 if active else None)
+    def live() -> None:
+        now = runs.list_runs()
+        watched = [i for i in now if i.name == name]
+        if watched:
+            watch_run(Path(watched[0].path))
+        runs_table(now)
+        if active and not any(i.state in ACTIVE for i in now):
+            st.rerun(scope="app")  # the last run ended: redraw the page once and stop refreshing
+
+    live()
+
+
+st.title("Train")
+st.caption(
+    "Pick a network and a recipe, then launch: the run trains in a background process, so it goes on when "
+    "this tab closes and every tab sees it below."
+)
+launch_section()
+st.divider()
+st.subheader("Runs")
+live_section()
