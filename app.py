@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import sidebar
+from pages._shared import load_network_from_query, show_error, sidebar
 
 ROOT = Path(__file__).resolve().parent
 
@@ -31,5 +31,9 @@ page = st.navigation(
         if (ROOT / path).is_file()
     ]
 )
+# A shared link (?preset=NAME or ?spec=...) loads its network whichever page it opens.
+link_error = load_network_from_query()
+if link_error:
+    show_error(link_error)
 sidebar()
 page.run()

@@ -8,17 +8,35 @@ so two browser tabs never see each other's network.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
+import zlib
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from s7core.errors import UserError
 from s7core.receptive_field import RFRecord, rf_table
-from s7core.spec import NetworkSpec, SpecError, get_preset, spec_from_dict
+from s7core.spec import (
+    FIELD_ORDER,
+    INT_FIELDS,
+    LAYER_FIELDS,
+    PRESETS,
+    Layer,
+    NetworkSpec,
+    SpecError,
+    get_preset,
+    layer_from_dict,
+    spec_from_dict,
+    spec_from_json,
+    validate,
+)
 
 DEFAULT_PRESET = "seed"
 SPEC_KEY = "s7_spec"  # the current valid network, as the dict NetworkSpec.to_dict() gives
@@ -75,6 +93,132 @@ def show_error(err: UserError | dict[str, Any] | str, where: Any = None) -> None
     """Show a user's error as one red message (never a traceback)."""
     message = err["message"] if isinstance(err, dict) else str(err)
     (where or st).error(message, icon=":material/error:")
+
+
+# ---------------------------------------------------------------- links
+
+
+def spec_to_link(spec: NetworkSpec) -> dict[str, str]:
+    """Query parameters that reload `spec`: ?preset=NAME when it is a preset as-is, else ?spec=<base64>."""
+    if spec.name in PRESETS and spec_key(get_preset(spec.name)) == spec_key(spec):
+        return {"preset": spec.name}
+    packed = zlib.compress(json.dumps(spec.to_dict(), separators=(",", ":")).encode(), 9)
+    return {"spec": base64.urlsafe_b64encode(packed).decode().rstrip("=")}
+
+
+def spec_from_link(text: str) -> NetworkSpec:
+    """The spec in a ?spec= value: compact JSON, or url-safe base64 of JSON (zlib-packed or not)."""
+    text = text.strip()
+    if text.startswith(("{", "[")):
+        return spec_from_json(text)
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise SpecError("the ?spec= link is damaged (not base64 or JSON): copy the whole link again") from None
+    try:
+        raw = zlib.decompress(raw)
+    except zlib.error:
+        pass  # plain base64 of JSON is accepted too
+    return spec_from_json(raw)
+
+
+def load_network_from_query() -> str | None:
+    """Load the network named by ?preset= or ?spec= once per link; returns an error message for a bad link."""
+    params = st.query_params
+    name = "spec" if "spec" in params else "preset" if "preset" in params else None
+    if name is None:
+        return None
+    marker = f"{name}={params[name]}"
+    if st.session_state.get("s7_query_loaded") == marker:
+        return st.session_state.get("s7_query_error")
+    st.session_state["s7_query_loaded"] = marker
+    st.session_state["s7_query_error"] = None
+    try:
+        spec = get_preset(params[name]) if name == "preset" else spec_from_link(params[name])
+    except SpecError as err:
+        spec = get_preset(DEFAULT_PRESET)
+        st.session_state["s7_query_error"] = (
+            f"The link's network could not be loaded: {err}. Showing the '{DEFAULT_PRESET}' network instead."
+        )
+    set_spec(spec)
+    return st.session_state["s7_query_error"]
+
+
+def mark_link_loaded(params: dict[str, str]) -> None:
+    """Record that the page's own link is already loaded, so writing it to the URL reloads nothing."""
+    name, value = next(iter(params.items()))
+    st.session_state["s7_query_loaded"] = f"{name}={value}"
+    st.session_state["s7_query_error"] = None
+
+
+# ---------------------------------------------------------------- the layer table
+
+TABLE_COLUMNS = ("type", *FIELD_ORDER)
+
+
+def layers_to_rows(layers: Iterable[Layer]) -> list[dict[str, Any]]:
+    """One row per layer with every column; fields the layer's type does not use are None."""
+    return [{"type": lay.type, **{f: lay.fields().get(f) for f in FIELD_ORDER}} for lay in layers]
+
+
+def spec_to_rows(spec: NetworkSpec) -> list[dict[str, Any]]:
+    """The layer table of `spec`."""
+    return layers_to_rows(spec.layers)
+
+
+def _empty(value: Any) -> bool:
+    """True for a blank cell: None, NaN or pandas' NA."""
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def row_to_layer(row: dict[str, Any], position: int) -> Layer:
+    """The layer a table row describes: empty cells take the type's default; unused columns are ignored."""
+    kind = row.get("type")
+    if _empty(kind) or kind == "":
+        raise SpecError(f"layer {position}: choose a layer type ({', '.join(LAYER_FIELDS)})", position, "type")
+    data: dict[str, Any] = {"type": kind}
+    for name in LAYER_FIELDS.get(kind, {}):
+        value = row.get(name)
+        if _empty(value):
+            continue
+        if hasattr(value, "item"):
+            value = value.item()  # numpy / pandas scalars to plain Python
+        if name in INT_FIELDS and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif name == "bias":
+            value = bool(value)
+        data[name] = value
+    return layer_from_dict(data, position)
+
+
+def rows_to_spec(rows: list[dict[str, Any]], like: NetworkSpec) -> NetworkSpec:
+    """A validated spec from table rows, keeping `like`'s name, input shape and classes."""
+    layers = tuple(row_to_layer(row, i) for i, row in enumerate(rows))
+    name = like.name
+    if name in PRESETS and spec_to_rows(get_preset(name)) != rows:
+        name = f"{name}-edited"
+    spec = NetworkSpec(layers, name, like.description, like.input_shape, like.num_classes)
+    return validate(spec)
+
+
+def apply_editor_delta(base: list[dict[str, Any]], delta: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """`base` with a data editor's edits applied the way st.data_editor applies them.
+
+    Cell edits address rows of `base` by position (positions past its end are added rows),
+    deletions then drop rows of `base`, and added rows go at the end.
+    """
+    delta = delta or {}
+    rows = [dict(row) for row in base]
+    added = [dict.fromkeys(TABLE_COLUMNS) | dict(row) for row in delta.get("added_rows", [])]
+    for index, changes in (delta.get("edited_rows") or {}).items():
+        index = int(index)
+        target = (
+            rows[index] if index < len(rows) else added[index - len(rows)] if index - len(rows) < len(added) else None
+        )
+        if target is not None:
+            target.update(changes)
+    deleted = {int(i) for i in delta.get("deleted_rows", [])}
+    return [row for i, row in enumerate(rows) if i not in deleted] + added
 
 
 # ---------------------------------------------------------------- cached library calls
@@ -197,13 +341,8 @@ def sidebar() -> None:
             _sidebar_network()
         except UserError as err:
             show_error(err)
-        except ImportError as err:  # TEMP until summary/rules land
-            st.caption(str(err))
         st.divider()
-        try:
-            _sidebar_data()
-        except ImportError as err:  # TEMP until data lands
-            st.caption(str(err))
+        _sidebar_data()
         st.caption(f"Device: **{device_name()}**")
 
 

@@ -1,8 +1,302 @@
-"""Architecture: edit the network layer by layer."""
+"""Architecture: edit the network layer by layer and see its RF, parameters and rules on every edit.
 
+The editor's input table (`arch_base`) only changes when the network is replaced from
+outside the editor (preset, upload, link, block insert, reorder); then the editor gets a
+new key. Between those, the current rows are always `arch_base` plus the editor's own
+edit state, so an edit is applied exactly once and survives reruns and page switches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import get_spec
+from pages import _shared as sh
+from s7core.errors import UserError
+from s7core.spec import BLOCKS, LAYER_DESCRIPTIONS, LAYER_FIELDS, PRESETS, get_preset, make_block, spec_from_json
+
+BASE_KEY = "arch_base"  # rows given to the editor
+BASE_VERSION_KEY = "arch_base_version"  # the spec version arch_base was made from
+NONCE_KEY = "arch_nonce"  # bumped when the page itself replaces arch_base (insert, reorder)
+DRAFT_KEY = "arch_draft"  # arch_base plus the editor's edits: what the student sees, valid or not
+
+
+# ---------------------------------------------------------------- editor state
+
+
+def _editor_key() -> str:
+    return f"arch_layers_{sh.spec_version()}_{st.session_state.get(NONCE_KEY, 0)}"
+
+
+def _ensure_base() -> None:
+    """(Re)build the editor's input when the network was replaced, or restore a draft after a page switch."""
+    if st.session_state.get(BASE_VERSION_KEY) != sh.spec_version() or BASE_KEY not in st.session_state:
+        st.session_state[BASE_KEY] = sh.spec_to_rows(sh.get_spec())
+        st.session_state[BASE_VERSION_KEY] = sh.spec_version()
+        st.session_state[DRAFT_KEY] = st.session_state[BASE_KEY]
+    elif _editor_key() not in st.session_state and st.session_state.get(DRAFT_KEY) != st.session_state[BASE_KEY]:
+        # Streamlit drops a widget's state when another page runs; the draft keeps the edits.
+        _replace_rows(st.session_state[DRAFT_KEY])
+
+
+def _sync() -> None:
+    """Recompute the draft from the base and the editor's edits; adopt it when it is valid."""
+    rows = sh.apply_editor_delta(st.session_state[BASE_KEY], st.session_state.get(_editor_key()))
+    st.session_state[DRAFT_KEY] = rows
+    if rows == sh.spec_to_rows(sh.get_spec()):
+        sh.set_error(None)  # nothing edited: keep the network (and its name) as loaded
+        return
+    try:
+        spec = sh.rows_to_spec(rows, sh.get_spec())
+    except UserError as err:
+        sh.set_error(err)
+        return
+    sh.set_error(None)
+    if sh.spec_key(spec) != sh.spec_key(sh.get_spec()):
+        sh.set_spec(spec, from_editor=True)
+
+
+def _replace_rows(rows: list[dict]) -> None:
+    """Give the editor new rows (a fresh key, so no stale edit is applied twice), then sync."""
+    st.session_state[BASE_KEY] = [dict(r) for r in rows]
+    st.session_state[NONCE_KEY] = st.session_state.get(NONCE_KEY, 0) + 1
+    st.session_state[DRAFT_KEY] = st.session_state[BASE_KEY]
+    _sync()
+
+
+def _move(step: int) -> None:
+    rows = list(st.session_state[DRAFT_KEY])
+    i = st.session_state["arch_row"]
+    j = i + step
+    if 0 <= i < len(rows) and 0 <= j < len(rows):
+        rows[i], rows[j] = rows[j], rows[i]
+        st.session_state["arch_row"] = j
+        _replace_rows(rows)
+
+
+def _insert_block() -> None:
+    rows = list(st.session_state[DRAFT_KEY])
+    position = min(st.session_state["arch_block_at"], len(rows))
+    block = make_block(st.session_state["arch_block"], st.session_state["arch_block_channels"])
+    new = sh.layers_to_rows(block)
+    _replace_rows(rows[:position] + new + rows[position:])
+
+
+def _load_preset() -> None:
+    sh.set_spec(get_preset(st.session_state["arch_preset"]))
+    sh.set_error(None)
+
+
+def _load_upload() -> None:
+    upload = st.session_state.get("arch_upload")
+    st.session_state["arch_upload_error"] = None
+    if upload is None:
+        return
+    try:
+        sh.set_spec(spec_from_json(upload.getvalue()))
+        sh.set_error(None)
+        st.session_state["arch_upload_error"] = None
+    except UserError as err:
+        st.session_state["arch_upload_error"] = f"{upload.name}: {err}"
+
+
+def _share() -> None:
+    params = sh.spec_to_link(sh.get_spec())
+    sh.mark_link_loaded(params)
+    st.query_params.clear()
+    st.query_params.update(params)
+
+
+# ---------------------------------------------------------------- widgets
+
+
+def _column_config() -> dict:
+    number = st.column_config.NumberColumn
+    return {
+        "type": st.column_config.SelectboxColumn(
+            "type",
+            options=list(LAYER_FIELDS),
+            required=True,
+            help="; ".join(f"{k}: {v}" for k, v in LAYER_DESCRIPTIONS.items()),
+        ),
+        "channels": number("channels", min_value=1, max_value=4096, step=1, help="Output channels (linear: features)"),
+        "kernel": number("kernel", min_value=1, max_value=64, step=1, help="Square kernel side; empty = default"),
+        "stride": number("stride", min_value=1, max_value=64, step=1, help="Empty on a pool = kernel"),
+        "padding": number("padding", min_value=0, max_value=64, step=1, help="Zero padding on each side"),
+        "dilation": number("dilation", min_value=1, max_value=64, step=1, help="Spacing between kernel taps"),
+        "groups": number("groups", min_value=1, max_value=4096, step=1, help="conv only; = in channels: depthwise"),
+        "bias": st.column_config.CheckboxColumn("bias", help="conv, sepconv, linear"),
+        "p": number("p", min_value=0.0, max_value=0.99, step=0.05, format="%.2f", help="Dropout probability"),
+    }
+
+
+def _base_frame() -> pd.DataFrame:
+    frame = pd.DataFrame(st.session_state[BASE_KEY], columns=list(sh.TABLE_COLUMNS))
+    for name in ("channels", "kernel", "stride", "padding", "dilation", "groups"):
+        frame[name] = frame[name].astype("Int64")
+    frame["bias"] = frame["bias"].astype("boolean")
+    frame["p"] = frame["p"].astype("float64")
+    return frame
+
+
+def _toolbar(spec) -> None:
+    cols = st.columns([2, 3, 2, 2])
+    names = list(PRESETS)
+    cols[0].selectbox(
+        "Start from a preset",
+        names,
+        index=names.index(spec.name) if spec.name in names else 0,
+        key="arch_preset",
+        help="\n".join(f"- **{p.name}**: {p.description}" for p in PRESETS.values()),
+    )
+    cols[0].button("Load preset", key="arch_load_preset", on_click=_load_preset, icon=":material/restart_alt:")
+    cols[1].file_uploader("Upload a spec (JSON)", type=["json"], key="arch_upload", on_change=_load_upload)
+    if st.session_state.get("arch_upload_error"):
+        sh.show_error(st.session_state["arch_upload_error"], cols[1])
+    cols[2].download_button(
+        "Download spec",
+        spec.to_json(),
+        file_name=f"{spec.name}.json",
+        mime="application/json",
+        icon=":material/download:",
+    )
+    cols[3].button("Share as link", on_click=_share, icon=":material/link:", help="Puts the network in the URL")
+    if "spec" in st.query_params or "preset" in st.query_params:
+        link = "&".join(f"{k}={v}" for k, v in st.query_params.items())
+        cols[3].caption(f"Copy the address bar, or `?{link[:60]}{'…' if len(link) > 60 else ''}`")
+
+
+def _row_actions(n_rows: int) -> None:
+    cols = st.columns([1, 1, 1, 2, 1, 1, 1])
+    cols[0].number_input("Row", min_value=0, max_value=max(n_rows - 1, 0), step=1, key="arch_row")
+    cols[1].button(
+        "Move up", key="arch_move_up", on_click=_move, args=(-1,), icon=":material/arrow_upward:", width="stretch"
+    )
+    cols[2].button(
+        "Move down", key="arch_move_down", on_click=_move, args=(1,), icon=":material/arrow_downward:", width="stretch"
+    )
+    cols[3].selectbox(
+        "Block",
+        list(BLOCKS),
+        key="arch_block",
+        help="\n".join(f"- **{k}**: {v[0]}" for k, v in BLOCKS.items()),
+    )
+    cols[4].number_input("Channels", min_value=1, max_value=4096, value=64, step=8, key="arch_block_channels")
+    cols[5].number_input("At row", min_value=0, max_value=n_rows, value=n_rows, step=1, key="arch_block_at")
+    cols[6].button("Insert", key="arch_insert", on_click=_insert_block, icon=":material/add_box:", width="stretch")
+
+
+def _editor() -> None:
+    st.data_editor(
+        _base_frame(),
+        key=_editor_key(),
+        num_rows="dynamic",
+        column_config=_column_config(),
+        on_change=_sync,
+        width="stretch",
+        height=min(38 + 35 * (len(st.session_state[BASE_KEY]) + 1), 720),
+    )
+    error = sh.last_error()
+    if error:
+        where = ""
+        if error.get("position") is not None:
+            where = f"Row {error['position']}" + (f", column **{error['field']}**" if error.get("field") else "") + ": "
+        sh.show_error(f"{where}{error['message']}")
+        st.caption("The tables on the right show the last valid network until this is fixed.")
+
+
+# ---------------------------------------------------------------- results
+
+
+def _rule_badges(spec) -> None:
+    results = sh.rules(spec)
+    for col, result in zip(st.columns(len(results)), results, strict=True):
+        color = "green" if result.passed else "red"
+        icon = ":material/check_circle:" if result.passed else ":material/cancel:"
+        col.badge(result.title, color=color, icon=icon)
+        col.caption(result.reason)
+    with st.expander("Assignment thresholds"):
+        settings = sh.rule_settings_dict()
+        a, b = st.columns(2)
+        a.number_input("Parameters below", min_value=1, step=50_000, **_setting(settings, "max_params"))
+        b.number_input("Global RF above", min_value=1, step=1, **_setting(settings, "min_rf"))
+        a.checkbox("Require a depthwise-separable conv", **_setting(settings, "require_separable"))
+        b.checkbox("Require a dilated conv", **_setting(settings, "require_dilated"))
+
+
+def _setting(settings: dict, name: str) -> dict:
+    """Widget arguments that show `settings[name]` and write changes back before the rerun."""
+    key = f"arch_rule_{name}"
+
+    def store() -> None:
+        settings[name] = st.session_state[key]
+
+    return dict(value=settings[name], key=key, on_change=store)
+
+
+def _rf_chart(records, min_rf: int) -> go.Figure:
+    labels = [f"{r.name} {r.layer}" if r.name != r.layer else r.name for r in records]
+    fig = go.Figure()
+    fig.add_scatter(x=labels, y=[r.rf for r in records], name="RF (input pixels)", mode="lines+markers")
+    fig.add_scatter(
+        x=labels, y=[r.size_out for r in records], name="output size", mode="lines+markers", yaxis="y2", line_dash="dot"
+    )
+    fig.add_hline(y=min_rf, line_dash="dash", line_color="gray", annotation_text=f"RF {min_rf}")
+    first = next((label for label, r in zip(labels, records, strict=True) if r.rf > min_rf), None)
+    if first is not None:
+        fig.add_vline(x=labels.index(first), line_color="green", line_dash="dot")
+        fig.add_annotation(x=first, y=min_rf, text=f"RF passes {min_rf}", showarrow=True, ax=-40, ay=-40)
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        yaxis=dict(title="RF (pixels)", rangemode="tozero"),
+        yaxis2=dict(title="output size", overlaying="y", side="right", rangemode="tozero", showgrid=False),
+        legend=dict(orientation="h", y=1.12),
+        xaxis=dict(tickangle=-45),
+    )
+    return fig
+
+
+def _tables(spec) -> None:
+    records = sh.rf_records(spec)
+    summ = sh.summary(spec)
+    cols = st.columns(4)
+    cols[0].metric("Parameters", f"{summ.total_params:,}")
+    cols[1].metric("Trainable", f"{summ.trainable_params:,}")
+    cols[2].metric("Global RF", f"{records[-1].rf} px")
+    cols[3].metric("Mult-adds", f"{summ.mult_adds / 1e6:,.1f} M")
+    rf_tab, param_tab = st.tabs(["Receptive field", "Parameters"])
+    with rf_tab:
+        st.plotly_chart(_rf_chart(records, sh.rule_settings_dict()["min_rf"]), width="stretch")
+        st.dataframe(pd.DataFrame(sh.records_dicts(records)), hide_index=True, width="stretch")
+    with param_tab:
+        st.dataframe(pd.DataFrame([asdict(row) for row in summ.rows]), hide_index=True, width="stretch")
+        st.caption(
+            f"Total {summ.total_params:,} parameters ({summ.trainable_params:,} trainable) · "
+            f"input {summ.input_mb:.2f} MB · forward/backward {summ.forward_backward_mb:.2f} MB · "
+            f"params {summ.params_mb:.2f} MB · estimated total {summ.total_mb:.2f} MB"
+        )
+
+
+# ---------------------------------------------------------------- page
+
+_ensure_base()
+_sync()
+spec = sh.get_spec()
 
 st.title("Architecture")
-st.write(get_spec().name)
+st.caption(
+    "Edit the layers; the receptive field, the parameters and the rules follow every edit. "
+    "Empty cells take the layer type's default; columns a type does not use are ignored."
+)
+_toolbar(spec)
+left, right = st.columns([11, 9], gap="medium")
+with left:
+    _editor()
+    _row_actions(len(st.session_state[DRAFT_KEY]))
+with right:
+    _rule_badges(spec)
+    _tables(spec)
