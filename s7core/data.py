@@ -16,6 +16,7 @@ Formats read (as `find_cifar10` recognises them in a data folder):
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
@@ -140,6 +141,8 @@ def _folder_format(folder: Path) -> str | None:
 
 def _locate(root: Path) -> tuple[Path, str, bool] | None:
     """(batches folder or archive, format, is_archive) for the first data set found in or at root."""
+    if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
+        return root, "py" if "python" in root.name else "bin", True
     fmt = _folder_format(root)
     if fmt:
         return root, fmt, False
@@ -209,18 +212,15 @@ class CifarData:
         }
 
 
-def _read_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 from one binary batch file."""
+def _read_bin_records(path: Path) -> np.ndarray:
+    """The (N, 3073) uint8 records of one binary batch file, in one read."""
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}; {_file_fix(path)}", path) from err
     if raw.size == 0 or raw.size % RECORD_BYTES:
         raise DataError(_truncated_message(path, raw.size), path)
-    records = raw.reshape(-1, RECORD_BYTES)
-    labels = records[:, 0].astype(np.int64)
-    images = np.ascontiguousarray(records[:, 1:]).reshape(-1, *IMAGE_SHAPE)
-    return images, labels
+    return raw.reshape(-1, RECORD_BYTES)
 
 
 def _read_bin_classes(path: Path) -> tuple[str, ...]:
@@ -328,23 +328,46 @@ def _check_counts(folder: Path, fmt: str, counts: list[int]) -> None:
         )
 
 
+def _read_bin_split(folder: Path, names: tuple[str, ...], n_classes: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Images, labels and per-file counts of binary batches, read straight into one preallocated array."""
+    paths = [folder / _batch_file("bin", name) for name in names]
+    counts = [path.stat().st_size // RECORD_BYTES for path in paths]
+    images = np.empty((sum(counts), *IMAGE_SHAPE), np.uint8)
+    labels = np.empty(sum(counts), np.int64)
+    start = 0
+    for path, count in zip(paths, counts, strict=True):
+        records = _read_bin_records(path)
+        if len(records) != count:  # the file changed since it was measured
+            raise DataError(_truncated_message(path, records.size), path)
+        labels[start : start + count] = records[:, 0]
+        _check_labels(path, labels[start : start + count], n_classes)
+        images[start : start + count] = records[:, 1:].reshape(count, *IMAGE_SHAPE)
+        start += count
+    return images, labels, counts
+
+
+def _read_py_split(folder: Path, names: tuple[str, ...], n_classes: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Images, labels and per-file counts of pickled batches, concatenated."""
+    parts = []
+    for name in names:
+        path = folder / _batch_file("py", name)
+        images, labels = _read_py(path)
+        _check_labels(path, labels, n_classes)
+        parts.append((images, labels))
+    images, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return images, labels, [len(p[1]) for p in parts]
+
+
 def _read_folder(folder: Path, fmt: str) -> CifarData:
     _check_files(folder, fmt)
-    read = _read_bin if fmt == "bin" else _read_py
-    classes = (_read_bin_classes if fmt == "bin" else _read_py_classes)(folder / _meta_file(fmt))
+    meta = folder / _meta_file(fmt)
+    classes = (_read_bin_classes if fmt == "bin" else _read_py_classes)(meta)
     if len(classes) < 2:
-        meta = folder / _meta_file(fmt)
         raise DataError(f"{meta} names {len(classes)} classes; it should list one class a line (or delete it)", meta)
-    parts = []
-    for name in (*TRAIN_BATCHES, TEST_BATCH):
-        path = folder / _batch_file(fmt, name)
-        images, labels = read(path)
-        _check_labels(path, labels, len(classes))
-        parts.append((images, labels))
-    _check_counts(folder, fmt, [len(labels) for _, labels in parts[:5]])
-    train_images = np.concatenate([images for images, _ in parts[:5]])
-    train_labels = np.concatenate([labels for _, labels in parts[:5]])
-    test_images, test_labels = parts[5]
+    read_split = _read_bin_split if fmt == "bin" else _read_py_split
+    train_images, train_labels, counts = read_split(folder, TRAIN_BATCHES, len(classes))
+    _check_counts(folder, fmt, counts)
+    test_images, test_labels, _ = read_split(folder, (TEST_BATCH,), len(classes))
     return CifarData(
         train_images=torch.from_numpy(train_images),
         train_labels=torch.from_numpy(train_labels),
@@ -398,12 +421,14 @@ def _extract_archive(archive: Path, dest: Path) -> Path:
             dest.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
             try:
-                tar.extractall(staging, members=members, filter="data")
+                # members are checked above; the "data" filter (where this Python has it) checks again
+                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(staging, members=members, **extra)
                 return _move_batches(archive, staging, dest)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, OSError) as err:
-        if isinstance(err, PermissionError) or (isinstance(err, OSError) and err.errno in (13, 30)):
+        if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise DataError(
                 f"cannot extract {archive} into {dest} ({err}): extract it yourself there, "
                 f"or copy the archive to a folder you can write and pass that with --data-dir or {DATA_ENV}",
@@ -421,7 +446,13 @@ def _move_batches(archive: Path, staging: Path, dest: Path) -> Path:
             if _folder_format(candidate) == fmt:
                 target = dest / name
                 if target.exists():
-                    shutil.rmtree(target)  # a partial earlier extraction; the archive is the truth
+                    if _folder_format(target) == fmt:  # extracted meanwhile (another process)
+                        return target
+                    raise DataError(
+                        f"{target} exists but holds no {_batch_file(fmt, TRAIN_BATCHES[0])}; "
+                        f"delete or rename it so that {archive.name} can be extracted there",
+                        target,
+                    )
                 os.replace(candidate, target)
                 return target
     raise DataError(
@@ -434,8 +465,13 @@ def _move_batches(archive: Path, staging: Path, dest: Path) -> Path:
 def _remote_size(url: str, timeout: float) -> int:
     """Check that url answers (quickly), and return its size in bytes (0 when unknown)."""
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "s7"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+    except urllib.error.HTTPError as err:
+        if err.code in (405, 501):  # the server does not answer HEAD; the download itself will tell
+            return 0
+        raise
     return int(length) if length and length.isdigit() else 0
 
 
@@ -466,7 +502,7 @@ def download_cifar10(
             if isinstance(err, urllib.error.HTTPError):
                 why = f"HTTP {err.code} {err.reason}"
             raise DataError(f"cannot reach {url} ({why}); {fix}", archive) from err
-        partial = root / (filename + ".part")
+        partial = root / f"{filename}.{os.getpid()}.part"  # one per process, so parallel downloads cannot mix
         partial.unlink(missing_ok=True)  # download_url would take a stale partial file for a finished one
         try:
             _run_with_progress(lambda: download_url(url, str(root), partial.name, md5), partial, total, progress)
@@ -527,6 +563,13 @@ def _as_chw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
+def _as_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or labels.dtype.kind not in "iu" or (n and (labels.min() < 0 or labels.max() > 255)):
+        raise ValueError(f"labels must be {n} integers from 0 to 255, got {labels.dtype} {labels.shape}")
+    return labels
+
+
 def _batch_bytes(fmt: str, images: np.ndarray, labels: np.ndarray, label: str) -> bytes:
     if fmt == "bin":
         records = np.empty((len(images), RECORD_BYTES), np.uint8)
@@ -555,7 +598,7 @@ def write_cifar10(
     out = Path(folder) / FOLDERS[format]
     out.mkdir(parents=True, exist_ok=True)
     train_images, test_images = _as_chw(train[0]), _as_chw(test[0])
-    train_labels, test_labels = np.asarray(train[1]), np.asarray(test[1])
+    train_labels, test_labels = _as_labels(train[1], len(train_images)), _as_labels(test[1], len(test_images))
     chunks = np.array_split(np.arange(len(train_images)), len(TRAIN_BATCHES))
     for i, (name, idx) in enumerate(zip(TRAIN_BATCHES, chunks, strict=True)):
         payload = _batch_bytes(format, train_images[idx], train_labels[idx], f"training batch {i + 1} of 5")
@@ -620,6 +663,10 @@ def make_tiny_cifar10(folder: Path, n_train: int = 500, n_test: int = 200, forma
 # --------------------------------------------------------------------------- augmentation
 
 
+class AugmentError(UserError, ValueError):
+    """An augmentation setting out of range; the message says the allowed range."""
+
+
 @dataclass
 class AugmentConfig:
     """Training augmentation; every switch off gives plain normalisation."""
@@ -628,6 +675,12 @@ class AugmentConfig:
     flip: bool = True  # horizontal flip with probability 0.5
     cutout: int = 0  # side in pixels of one square set to the mean colour (0 after normalising); 0 = off
     affine: bool = False  # the reference recipe's RandomAffine: degrees 7, translate 0.1, scale 0.9-1.1, shear 7
+
+    def __post_init__(self):
+        for name, top in (("crop_padding", 16), ("cutout", 32)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise AugmentError(f"augmentation {name} must be whole pixels from 0 to {top}, got {value!r}")
 
     def to_dict(self) -> dict:
         """Plain JSON-ready form."""
@@ -766,6 +819,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "AugmentConfig",
+    "AugmentError",
     "CifarData",
     "DataError",
     "DataStatus",

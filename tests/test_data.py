@@ -173,6 +173,13 @@ def test_bin_cut_at_record_boundary_named(tmp_path, arrays):
     assert err.path == path
 
 
+def test_py_batch_short_named(tmp_path, arrays):
+    folder = write_cifar10(tmp_path, *arrays, format="py")
+    batch = {"data": np.zeros((3, 3072), np.uint8), "labels": [0] * 3}
+    (folder / "data_batch_4").write_bytes(pickle.dumps(batch, protocol=4))
+    assert_data_error("data_batch_4 is truncated: it holds 3 records", load_cifar10, tmp_path)
+
+
 def test_empty_bin_named(tmp_path, arrays):
     folder = write_cifar10(tmp_path, *arrays, format="bin")
     (folder / "data_batch_5.bin").write_bytes(b"")
@@ -274,6 +281,23 @@ def test_archive_in_folder_is_extracted(tmp_path, arrays, fmt):
     assert [p.name for p in data_dir.iterdir() if p.name.startswith(".")] == []
 
 
+def test_archive_path_given_directly(tmp_path, arrays):
+    source = write_cifar10(tmp_path / "src", *arrays, format="bin")
+    archive = make_archive(tmp_path / "mine.tar.gz", source, "downloads/cifar-10-batches-bin")
+    data = load_cifar10(archive)
+    assert data.source == tmp_path / "cifar-10-batches-bin" and len(data.test_labels) == 20
+
+
+def test_archive_never_overwrites_a_folder(tmp_path, arrays):
+    source = write_cifar10(tmp_path / "src", *arrays, format="py")
+    data_dir = tmp_path / "data"
+    (data_dir / "cifar-10-batches-py").mkdir(parents=True)
+    (data_dir / "cifar-10-batches-py" / "notes.txt").write_text("mine")
+    make_archive(data_dir / D.ARCHIVES["py"], source, D.FOLDERS["py"])
+    assert_data_error("exists but holds no data_batch_1; delete or rename it", load_cifar10, data_dir)
+    assert (data_dir / "cifar-10-batches-py" / "notes.txt").read_text() == "mine"
+
+
 def test_archive_with_path_traversal_refused(tmp_path, arrays):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -354,6 +378,31 @@ def test_load_downloads_when_asked(tmp_path, arrays, http_folder, monkeypatch):
     assert len(load_cifar10(cache, download=True).train_labels) == 50
 
 
+class _NoHeadHandler(_QuietHandler):
+    def do_HEAD(self):
+        self.send_error(405)
+
+
+def test_download_from_server_without_head(tmp_path, arrays, monkeypatch):
+    served = tmp_path / "served"
+    source = write_cifar10(tmp_path / "src", *arrays, format="bin")
+    served.mkdir()
+    archive = make_archive(served / D.ARCHIVES["bin"], source, D.FOLDERS["bin"])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_NoHeadHandler, directory=served))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+        calls: list[tuple[int, int]] = []
+        folder = download_cifar10(tmp_path / "cache", url=url, md5=None, progress=lambda a, b: calls.append((a, b)))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert folder == tmp_path / "cache/cifar-10-batches-bin"
+    assert calls[-1] == (archive.stat().st_size,) * 2  # size unknown up front, known at the end
+
+
 def test_download_bad_md5_refused(tmp_path, arrays, http_folder):
     served, base = http_folder
     source = write_cifar10(tmp_path / "src", *arrays, format="py")
@@ -411,6 +460,19 @@ def images(n: int = 16, seed: int = 0) -> torch.Tensor:
 
 def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("field,value", [("crop_padding", -1), ("crop_padding", 17), ("cutout", 2.5), ("cutout", True)])
+def test_augment_config_out_of_range(field, value):
+    with pytest.raises(D.AugmentError, match=f"{field} must be whole pixels from 0 to"):
+        AugmentConfig(**{field: value})
+    assert issubclass(D.AugmentError, UserError)
+
+
+def test_write_refuses_mismatched_labels(tmp_path, arrays):
+    (train_x, train_y), test = arrays
+    with pytest.raises(ValueError, match="labels must be 50 integers"):
+        write_cifar10(tmp_path, (train_x, train_y[:-1]), test)
 
 
 def test_normalize_values():
