@@ -1,9 +1,326 @@
-"""Training commands for the command line: train, evaluate, runs."""
+"""Training commands for the command line: train, evaluate, runs.
+
+python -m s7core train --preset seed --recipe reference --epochs 20
+python -m s7core train --run-dir runs/NAME --resume
+python -m s7core evaluate --run runs/NAME --tta
+python -m s7core runs
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from s7core.errors import UserError
+
+OVERRIDES = {  # flag -> (TrainConfig field, type, help)
+    "--lr": ("lr", float, "peak learning rate"),
+    "--batch-size": ("batch_size", int, "images per step"),
+    "--optimizer": ("optimizer", str, "sgd, nesterov, adam or adamw"),
+    "--schedule": ("schedule", str, "onecycle, cosine, step, plateau or constant"),
+    "--momentum": ("momentum", float, "SGD momentum / Adam beta1"),
+    "--weight-decay": ("weight_decay", float, "weight decay"),
+    "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing"),
+    "--val-split": ("val_split", int, "training images held out for validation"),
+    "--ema": ("ema", float, "weight-average decay (0 = off)"),
+    "--seed": ("seed", int, "random seed"),
+    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
+    "--precision": ("precision", str, "fp32, bf16, fp16 or auto"),
+    "--max-steps": ("max_steps", int, "stop after this many steps in all (smoke tests)"),
+    "--eval-every": ("eval_every", int, "epochs between test evaluations"),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the training sub-commands to the main parser."""
+    p = subparsers.add_parser("train", help="train a network in a run folder (resumable)")
+    p.add_argument("--preset", default="seed", help="network preset (default: seed)")
+    p.add_argument("--spec", help="network spec JSON file (instead of --preset)")
+    p.add_argument("--recipe", default="default", help="training recipe: default, reference, ... (default: default)")
+    p.add_argument("--epochs", type=int, help="number of epochs (with --resume: train the run further)")
+    p.add_argument("--data-dir", help="folder holding CIFAR-10 (default: $S7_DATA_DIR or the data cache)")
+    p.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
+    p.add_argument("--runs-dir", help="runs root for a new run with a generated name (default: $S7_RUNS_DIR or ./runs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory layout")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    for flag, (_, kind, text) in OVERRIDES.items():
+        p.add_argument(flag, type=kind, help=text)
+    p.set_defaults(run=run_train)
+
+    p = subparsers.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
+    p.add_argument("--run", required=True, help="run folder, or a run name under the runs root")
+    p.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint to evaluate")
+    p.add_argument("--tta", action="store_true", help="average each image with its mirror image")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=run_evaluate)
+
+    p = subparsers.add_parser("runs", help="list the runs and their states")
+    p.add_argument("--runs-dir", help="runs root (default: $S7_RUNS_DIR or ./runs)")
+    p.add_argument("--stop", metavar="RUN", help="ask this run to stop (it saves a checkpoint first)")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(run=run_runs)
+
+
+# ---------------------------------------------------------------- train
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in OVERRIDES.items()}
+    values["channels_last"], values["tta_flip"] = args.channels_last, args.tta
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _load_spec(args: argparse.Namespace):
+    from s7core.spec import get_preset, spec_from_json
+
+    if not args.spec:
+        return get_preset(args.preset)
+    try:
+        return spec_from_json(Path(args.spec).read_bytes())
+    except OSError as err:
+        raise UserError(f"cannot read the spec file {args.spec}: {err.strerror}") from None
+
+
+def _new_run(args: argparse.Namespace) -> Path:
+    from s7core.data import DataError, find_cifar10
+    from s7core.runs import create_run
+    from s7core.train import get_recipe
+
+    recipe = get_recipe(args.recipe)
+    config = recipe.config.replace(**_overrides(args), epochs=args.epochs)
+    spec = _load_spec(args)
+    found = find_cifar10(args.data_dir)
+    if not found.found:
+        raise DataError(found.message)
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        if (run_dir / "config.json").exists():
+            raise UserError(f"{run_dir} is already a run — pass --resume to continue it, or choose another --run-dir")
+        return create_run(spec, config, run_dir.parent, run_dir.name, args.data_dir, recipe.name)
+    return create_run(spec, config, args.runs_dir, None, args.data_dir, recipe.name)
+
+
+def _existing_run(args: argparse.Namespace) -> Path:
+    import os
+
+    from s7core.runs import process_alive, read_status
+
+    if not args.run_dir:
+        raise UserError("--resume needs --run-dir: the run folder to continue")
+    fixed = sorted(set(_overrides(args)) - {"device"})
+    if fixed or args.spec:
+        raise UserError(
+            f"a run's settings are fixed once created ({', '.join(fixed or ['spec'])}); "
+            "only --epochs can change when resuming — start a new run to change the others"
+        )
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.json) — check the path, or drop --resume")
+    status = read_status(run_dir)
+    pid = status.get("pid")
+    if status.get("state") == "running" and pid != os.getpid() and process_alive(pid, status.get("pid_start")):
+        raise UserError(f"{run_dir} is being trained by process {pid} — stop it first")
+    return run_dir
+
+
+class StopFlag:
+    """Set by SIGTERM or the first Ctrl-C; the trainer finishes its step, saves and returns."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self) -> bool:
+        return self.set
+
+    def __enter__(self) -> StopFlag:
+        def handler(signum, frame):
+            if self.set and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C does not wait for the save
+            self.set = True
+
+        self.previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+class ProgressPrinter:
+    """A one-line progress bar (redrawn with \\r on a terminal; a plain line every few seconds otherwise)."""
+
+    def __init__(self, stream: TextIO, batch_size: int, epochs: int, plain_every_s: float = 10.0):
+        self.stream, self.batch, self.epochs = stream, batch_size, epochs
+        self.tty = stream.isatty()
+        self.plain_every_s, self.last_plain = plain_every_s, 0.0
+
+    def __call__(self, event) -> None:
+        if event.kind == "step":
+            self.step(event)
+        else:
+            self.epoch(event)
+
+    def step(self, e) -> None:
+        remaining = (self.epochs - e.epoch) * e.steps_per_epoch + e.steps_per_epoch - e.step
+        eta = remaining * self.batch / max(e.images_per_s, 1e-9)
+        bar = "#" * int(20 * e.step / e.steps_per_epoch)
+        line = (
+            f"epoch {e.epoch}/{self.epochs} [{bar:<20}] step {e.step}/{e.steps_per_epoch} loss {e.loss:.4f} "
+            f"acc {100 * e.accuracy:.1f}% lr {e.lr:.4g} {e.images_per_s:.0f} img/s ETA {_duration(eta)}"
+        )
+        if self.tty:
+            self.stream.write("\r" + line + "\033[K")
+            self.stream.flush()
+        elif time.monotonic() - self.last_plain >= self.plain_every_s:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self.last_plain = time.monotonic()
+
+    def epoch(self, e) -> None:
+        val = f" | val loss {e.val_loss:.4f} acc {_pct(e.val_acc)}" if e.val_acc is not None else ""
+        test = f" | test loss {e.test_loss:.4f} acc {_pct(e.test_acc)}" if e.test_acc is not None else ""
+        line = (
+            f"epoch {e.epoch}/{e.epochs} train loss {e.train_loss:.4f} acc {_pct(e.train_acc)}{val}{test} "
+            f"| lr {e.lr:.4g} | {e.epoch_s:.1f} s | ETA {_duration(e.eta_s)}{' *best' if e.best else ''}"
+        )
+        self.stream.write(("\r\033[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """python -m s7core train ..."""
+    from s7core.runs import execute_run, read_run_config
+
+    run_dir = _existing_run(args) if args.resume else _new_run(args)
+    _, config, _ = read_run_config(run_dir)
+    epochs = args.epochs if args.resume else None
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    printer = ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)
+    with StopFlag() as stop:
+        result = execute_run(run_dir, callback=printer, should_stop=stop, epochs=epochs)
+    print(_summary(result, run_dir), file=sys.stderr)
+    return 0
+
+
+def _summary(result, run_dir: Path) -> str:
+    if result.stopped:
+        return (
+            f"stopped after {result.global_step} steps ({result.epochs_done} whole epochs) and saved; "
+            f"continue with: python -m s7core train --run-dir {run_dir} --resume"
+        )
+    best = f"best test accuracy {_pct(result.best_accuracy)} (epoch {result.best_epoch})"
+    return (
+        f"finished {result.epochs_done} epochs in {_duration(result.elapsed_s)} on {result.device} "
+        f"({result.precision}): {best}, final {_pct(result.final_accuracy)}; run folder {run_dir}"
+    )
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _run_path(name: str) -> Path:
+    from s7core.runs import runs_root
+
+    path = Path(name)
+    if (path / "config.json").exists():
+        return path
+    if (runs_root() / name / "config.json").exists():
+        return runs_root() / name
+    raise UserError(f"no run {name!r}: give a run folder, or a name listed by `python -m s7core runs`")
+
+
+def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain text table, columns padded to their widest cell, numbers aligned right."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(r[i]) for r in cells[1:]) for i in range(len(headers))]
+    fmt = lambda r: "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(r, widths, numeric, strict=True))  # noqa: E731
+    return "\n".join([fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in cells[1:]])
+
+
+def _is_number(text: str) -> bool:
+    return text.rstrip("%").replace(".", "", 1).replace("-", "", 1).isdigit() or text == "—"
+
+
+def evaluation_tables(ev) -> str:
+    """Accuracy line, per-class table and confusion matrix of an Evaluation, as text."""
+    head = f"test accuracy {_pct(ev.accuracy)}  (loss {ev.loss:.4f}, {ev.count} images)"
+    counts = ev.confusion.sum(axis=1)
+    per_class = [
+        [name, int(counts[i]), _pct(_num(ev.recall[i])), _pct(_num(ev.precision[i]))]
+        for i, name in enumerate(ev.classes)
+    ]
+    short = [name[:5] for name in ev.classes]
+    confusion = [[f"{name[:5]}", *row] for name, row in zip(ev.classes, ev.confusion.tolist(), strict=True)]
+    return "\n\n".join(
+        [
+            head,
+            format_table(["class", "images", "accuracy", "precision"], per_class),
+            "confusion matrix (rows: true class, columns: predicted)\n" + format_table(["true", *short], confusion),
+        ]
+    )
+
+
+def _num(value: float) -> float | None:
+    return None if value != value else float(value)  # nan -> None
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """python -m s7core evaluate --run RUN [--tta]"""
+    from s7core.runs import evaluate_run
+
+    ev = evaluate_run(_run_path(args.run), args.which, args.tta)
+    print(json.dumps(ev.summary(), indent=2) if args.json else evaluation_tables(ev))
+    return 0
+
+
+# ---------------------------------------------------------------- runs
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    """python -m s7core runs [--stop RUN]"""
+    from s7core.runs import list_runs, runs_root, stop_run
+
+    if args.stop:
+        path = Path(args.stop) if Path(args.stop).is_dir() else runs_root(args.runs_dir) / args.stop
+        info = stop_run(path)
+        print(f"{info.name}: {info.message or info.state}")
+        return 0
+    infos = list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print(f"no runs under {runs_root(args.runs_dir)}")
+        return 0
+    rows = [
+        [
+            i.name,
+            i.state,
+            f"{i.epoch}/{i.epochs}",
+            _pct(i.best_accuracy),
+            _pct(i.final_accuracy),
+            i.preset,
+            i.recipe or "",
+            i.message,
+        ]
+        for i in infos
+    ]
+    print(format_table(["run", "state", "epoch", "best", "final", "net", "recipe", "message"], rows))
+    return 0

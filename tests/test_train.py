@@ -1,0 +1,318 @@
+"""The trainer: config validation, recipes, learning, determinism, schedules, stopping and resuming."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from s7core.data import AugmentConfig, load_cifar10, make_tiny_cifar10
+from s7core.errors import UserError
+from s7core.spec import NetworkSpec, bn, conv, get_preset, layer, relu, sepconv, validate
+from s7core.train import (
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    ConfigError,
+    EpochEvent,
+    Plateau,
+    StepEvent,
+    TrainConfig,
+    get_lr,
+    get_recipe,
+    train,
+)
+
+
+def micro_spec() -> NetworkSpec:
+    """A net small enough to train in well under a second an epoch on the tiny synthetic set."""
+    return validate(
+        NetworkSpec(
+            (conv(16, 3, 1, stride=2), bn(), relu(), sepconv(32, 3, 1, stride=2), bn(), relu(), layer("gap"),
+             conv(10, 1, bias=True), layer("flatten")),
+            "micro",
+        )
+    )  # fmt: skip
+
+
+def quick_config(**changes) -> TrainConfig:
+    """A config that learns the tiny set in a few epochs."""
+    base = {"epochs": 3, "batch_size": 32, "lr": 0.05, "val_split": 0, "label_smoothing": 0.0, "weight_decay": 5e-4}
+    return TrainConfig(**{**base, **changes}).validate()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return load_cifar10(make_tiny_cifar10(tmp_path_factory.mktemp("tiny"), n_train=320, n_test=200))
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig(optimizer="adamw", lr=0.003, augment=AugmentConfig(crop_padding=2, flip=False, cutout=8))
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert again.augment == AugmentConfig(crop_padding=2, flip=False, cutout=8, affine=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"lr": 0}, "lr"),
+        ({"lr": -0.1}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 5000}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 1001}, "epochs"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"precision": "fp8"}, "precision"),
+        ({"device": "tpu"}, "device"),
+        ({"lr": "0.1"}, "lr"),
+        ({"batch_size": 32.0}, "batch_size"),
+        ({"optimizer": "nesterov", "momentum": 0.0}, "momentum"),
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"augment": {"crop": 4}}, "crop"),
+        ({"augment": {"flip": 1}}, "flip"),
+        ({"label_smoothing": 1.5}, "label_smoothing"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_setting(change, named):
+    with pytest.raises(ConfigError, match=named) as info:
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **change})
+    assert isinstance(info.value, UserError)
+
+
+def test_replace_ignores_none_and_validates():
+    config = TrainConfig().replace(lr=None, batch_size=64)
+    assert (config.lr, config.batch_size) == (TrainConfig().lr, 64)
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig().replace(epochs=-3)
+
+
+def test_reference_recipe_is_the_reference_solution_as_it_was():
+    ref = get_recipe("reference")
+    c = ref.config
+    assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == ("sgd", 0.01, 0.9, 0.0, 32, 20)
+    assert (c.schedule, c.plateau_factor, c.plateau_patience, c.plateau_on_test) == ("plateau", 0.5, 0, True)
+    assert c.augment.affine and c.augment.flip and c.augment.crop_padding == 0
+    assert "test set" in ref.description
+
+
+def test_default_recipe_keeps_the_test_set_out_of_its_decisions():
+    c = get_recipe("default").config
+    assert not c.plateau_on_test and c.val_split > 0
+    assert set(RECIPES) >= {"reference", "default"}
+    with pytest.raises(UserError, match="unknown recipe 'nope'"):
+        get_recipe("nope")
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def test_onecycle_rises_to_peak_then_falls_to_zero():
+    c = TrainConfig(schedule="onecycle", lr=0.1, epochs=10, warmup=0.2)
+    lrs = [get_lr(c, s, 100) for s in range(1000)]
+    peak = max(range(1000), key=lambda s: lrs[s])
+    assert 195 <= peak <= 205 and lrs[peak] == pytest.approx(0.1, rel=0.01)
+    assert lrs[0] < 0.001 and lrs[-1] < 0.001
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1], strict=True))
+
+
+def test_step_cosine_and_constant_schedules():
+    step = TrainConfig(schedule="step", lr=0.1, epochs=30, step_size=10, gamma=0.1)
+    assert [get_lr(step, e * 10, 10) for e in (0, 9, 10, 25)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    cos = TrainConfig(schedule="cosine", lr=0.1, epochs=10, warmup=0.0)
+    assert get_lr(cos, 500, 100) == pytest.approx(0.05, rel=0.01) and get_lr(cos, 999, 100) < 1e-5
+    assert get_lr(TrainConfig(schedule="constant", lr=0.3), 12345, 10) == 0.3
+
+
+def test_plateau_matches_torch_reduce_lr_on_plateau():
+    metrics = [1.0, 0.9, 0.95, 0.8, 0.8, 0.7, 0.71, 0.72, 0.5]
+    ours = Plateau(factor=0.5, patience=0)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    for m in metrics:
+        ours.step(m)
+        theirs.step(m)
+        assert ours.scale == pytest.approx(opt.param_groups[0]["lr"])
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_training_lowers_the_loss_and_learns_the_synthetic_set(tiny_data):
+    events = []
+    result = train(micro_spec(), quick_config(epochs=4), tiny_data, callback=events.append)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert [e.epoch for e in epochs] == [1, 2, 3, 4]
+    assert epochs[-1].train_loss < 0.5 * epochs[0].train_loss
+    assert result.final_accuracy >= 0.9 and result.best_accuracy >= result.final_accuracy
+    assert result.epochs_done == 4 and result.global_step == 4 * (320 // 32) and not result.stopped
+
+
+def test_step_events_come_at_most_every_half_second_plus_each_epochs_last_step(tiny_data):
+    events = []
+    train(micro_spec(), quick_config(epochs=2), tiny_data, callback=events.append)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [(e.epoch, e.step) for e in steps if e.step == e.steps_per_epoch] == [(1, 10), (2, 10)]
+    assert len(steps) < 20
+    assert all(0 <= e.accuracy <= 1 and e.loss > 0 and e.images_per_s > 0 for e in steps)
+    assert all(a.elapsed_s <= b.elapsed_s for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_same_seed_gives_identical_numbers_on_the_cpu(tiny_data):
+    def losses(seed):
+        events = []
+        config = quick_config(epochs=2, seed=seed, augment=AugmentConfig(crop_padding=4, flip=True, cutout=4))
+        train(micro_spec(), config, tiny_data, callback=events.append)
+        return [(e.train_loss, e.test_loss) for e in events if isinstance(e, EpochEvent)]
+
+    first = losses(seed=3)
+    assert losses(seed=3) == first
+    assert losses(seed=4) != first
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_trains(tiny_data, optimizer):
+    lr = 0.003 if optimizer.startswith("adam") else 0.05
+    result = train(micro_spec(), quick_config(epochs=2, optimizer=optimizer, lr=lr), tiny_data)
+    first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
+    assert math.isfinite(last) and last < first
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_every_schedule_runs_and_reports_its_lr(tiny_data, schedule):
+    config = quick_config(epochs=2, schedule=schedule, step_size=1, gamma=0.5)
+    result = train(micro_spec(), config, tiny_data)
+    lrs = [h["lr"] for h in result.history]
+    assert all(0 < lr <= 0.05 for lr in lrs)
+    if schedule == "step":
+        assert lrs == pytest.approx([0.05, 0.025])
+    if schedule in ("onecycle", "cosine"):
+        assert lrs[1] < lrs[0]
+
+
+def test_bf16_channels_last_ema_and_tta_run_on_the_cpu(tiny_data):
+    config = quick_config(epochs=1, precision="bf16", channels_last=True, ema=0.9, tta_flip=True, val_split=64)
+    result = train(micro_spec(), config, tiny_data)
+    h = result.history[0]
+    assert result.precision == "bf16" and math.isfinite(h["train_loss"])
+    assert 0 <= h["val_acc"] <= 1 and 0 <= h["test_acc"] <= 1
+
+
+def test_max_steps_caps_the_run(tiny_data):
+    result = train(micro_spec(), quick_config(epochs=5, max_steps=3), tiny_data)
+    assert result.global_step == 3 and result.epochs_done == 1 and not result.stopped
+    assert result.history[0]["test_acc"] is not None
+
+
+def test_val_split_larger_than_the_set_is_a_user_error(tiny_data):
+    with pytest.raises(UserError, match="val_split"):
+        train(micro_spec(), quick_config(val_split=320), tiny_data)
+
+
+# ---------------------------------------------------------------- the test set stays out of decisions
+
+
+def _with_shuffled_test_labels(data):
+    g = torch.Generator().manual_seed(1)
+    labels = torch.as_tensor(data.test_labels)
+    return dataclasses.replace(data, test_labels=labels[torch.randperm(len(labels), generator=g)])
+
+
+def _trajectory(config, data):
+    result = train(micro_spec(), config, data)
+    return [(h["train_loss"], h["lr"], h["val_acc"], h["best"]) for h in result.history]
+
+
+def test_default_style_training_never_depends_on_test_labels(tiny_data):
+    """Plateau on validation and best checkpoint on validation: changing the test labels changes nothing."""
+    config = quick_config(epochs=3, schedule="plateau", plateau_patience=0, val_split=64, lr=0.2)
+    assert _trajectory(config, tiny_data) == _trajectory(config, _with_shuffled_test_labels(tiny_data))
+
+
+def test_reference_recipe_steps_its_scheduler_on_the_test_loss(tiny_data):
+    calls = []
+    original = Plateau.step
+    config = get_recipe("reference").config.replace(epochs=3, augment={"crop_padding": 0, "flip": True})
+    try:
+        Plateau.step = lambda self, metric: (calls.append(metric), original(self, metric))[1]
+        result = train(micro_spec(), config, tiny_data)
+    finally:
+        Plateau.step = original
+    assert calls == pytest.approx([h["test_loss"] for h in result.history])
+
+
+# ---------------------------------------------------------------- stopping and resuming
+
+
+def test_should_stop_finishes_the_step_and_hands_back_a_checkpoint(tiny_data):
+    saved = []
+    calls = iter(range(1000))
+    result = train(
+        micro_spec(), quick_config(), tiny_data, should_stop=lambda: next(calls) >= 4,
+        on_checkpoint=lambda state, best: saved.append((state, best)),
+    )  # fmt: skip
+    assert result.stopped and result.global_step == 5 and result.epochs_done == 0
+    state, best = saved[-1]
+    assert not best and state["step"] == 5 and state["epoch"] == 0
+    assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
+
+
+@pytest.mark.parametrize("stop_after", [10, 13])  # at an epoch end, and in the middle of an epoch
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tmp_path, stop_after):
+    config = quick_config(epochs=3, augment=AugmentConfig(crop_padding=4, flip=True, cutout=6))
+    whole = train(micro_spec(), config, tiny_data)
+
+    saved = []
+    steps = iter(range(1000))
+    first = train(micro_spec(), config, tiny_data, should_stop=lambda: next(steps) + 1 >= stop_after,
+                  on_checkpoint=lambda state, best: saved.append(state))  # fmt: skip
+    assert first.stopped and first.global_step == stop_after
+    path = tmp_path / "ckpt.pt"
+    torch.save(saved[-1], path)
+    state = torch.load(path, weights_only=True)
+    resumed = train(micro_spec(), config, tiny_data, state=state)
+
+    assert resumed.global_step == whole.global_step and not resumed.stopped
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for name, value in weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert resumed.final_accuracy == whole.final_accuracy
+
+
+def test_a_checkpoint_of_another_network_is_a_user_error(tiny_data):
+    saved = []
+    train(micro_spec(), quick_config(epochs=1), tiny_data, on_checkpoint=lambda s, b: saved.append(s))
+    with pytest.raises(UserError, match="does not fit"):
+        train(get_preset("tiny"), quick_config(epochs=2), tiny_data, state=saved[-1])
+
+
+# ---------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+def test_seed_learns_on_real_cifar10(real_data_dir):
+    data = load_cifar10(real_data_dir)
+    probe = torch.as_tensor(data.train_images[:256]), torch.as_tensor(data.train_labels[:256])
+    config = get_recipe("reference").config.replace(max_steps=30, eval_every=1000)
+    small = dataclasses.replace(data, test_images=data.test_images[:64], test_labels=data.test_labels[:64])
+    from s7core.evaluate import loss_and_accuracy
+    from s7core.model import build_model
+
+    torch.manual_seed(config.seed)
+    before, _ = loss_and_accuracy(build_model(get_preset("seed")), *probe)
+    result = train(get_preset("seed"), config, small)
+    after, _ = loss_and_accuracy(result.model, *probe)
+    assert result.global_step == 30
+    assert after < before - 0.05, (before, after)
