@@ -125,11 +125,11 @@ def _cams(run_dir: str, mtime: float, data_dir: str, layer: str, indices: tuple[
     """Grad-CAM maps (N, 32, 32) of some test images for the class the model predicted."""
     import torch
 
+    from s7core import gradcam
     from s7core.data import normalize
-    from s7core.gradcam import grad_cam
 
     images = torch.as_tensor(test_images(data_dir)[list(indices)])
-    return grad_cam(run_model(run_dir, mtime), normalize(images), layer)
+    return gradcam.grad_cam(run_model(run_dir, mtime), normalize(images), layer)
 
 
 def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.ndarray | None) -> None:
@@ -143,7 +143,7 @@ def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.nd
             pixels = enlarge(images[i] if cams is None else overlay(images[i], cams[k]))
             true, pred = ev.classes[ev.labels[i]], ev.classes[ev.predictions[i]]
             with col:
-                st.image(pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})")
+                st.image(pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})", output_format="PNG")
                 st.caption(" · ".join(f"{name} {p:.0%}" for name, p in top3(ev, i)))
 
 

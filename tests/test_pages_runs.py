@@ -1,0 +1,217 @@
+"""The Train, Results and Misclassified pages, driven through AppTest against runs on a tiny synthetic data set.
+
+One run of the `tiny` preset is trained in-process for one epoch (a few seconds) and shared by the module;
+each test points S7_RUNS_DIR at the runs it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from s7core import runs
+from s7core.data import make_tiny_cifar10
+from s7core.evaluate import misclassified
+from s7core.spec import get_preset
+from s7core.train import TrainConfig
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+TIMEOUT = 60  # the first run of a page imports torch and reads the data
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small learnable data set on disk: 200 training and 100 test images."""
+    return make_tiny_cifar10(tmp_path_factory.mktemp("data"), n_train=200, n_test=100)
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """A runs folder holding one finished one-epoch run of the tiny preset."""
+    root = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(epochs=1, batch_size=50, val_split=0, device="cpu", seed=1)
+    run_dir = runs.create_run(
+        get_preset("tiny"), config, runs_dir=root, name="tiny-one", data_dir=tiny_data, recipe="default"
+    )
+    runs.execute_run(run_dir)
+    assert runs.run_info(run_dir).state == "finished"
+    return root
+
+
+@pytest.fixture
+def with_data(tiny_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("S7_DATA_DIR", str(tiny_data))
+    return tiny_data
+
+
+@pytest.fixture
+def with_run(finished_runs: Path, with_data: Path, monkeypatch: pytest.MonkeyPatch) -> runs.RunInfo:
+    monkeypatch.setenv("S7_RUNS_DIR", str(finished_runs))
+    return runs.run_info(finished_runs / "tiny-one")
+
+
+@pytest.fixture
+def empty_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("S7_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.switch_page(f"pages/{name}.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _metric(at: AppTest, label: str) -> list[str]:
+    return [m.value for m in at.main.metric if m.label == label]
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def _texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("info", "error", "warning", "success", "markdown") for e in at.get(kind))
+
+
+# ---------------------------------------------------------------- no runs
+
+
+@pytest.mark.parametrize("name", ["train", "results", "misclassified"])
+def test_each_page_renders_with_no_runs(name: str, empty_runs: Path, with_data: Path) -> None:
+    at = _page(name)
+    assert "No run" in _texts(at) or "No finished run" in _texts(at)
+
+
+def test_train_page_has_its_controls(empty_runs: Path, with_data: Path) -> None:
+    at = _page("train")
+    assert at.selectbox(key="train_network").options[0].startswith("The network being edited")
+    assert "tiny" in [o.removeprefix("preset: ") for o in at.selectbox(key="train_network").options]
+    assert at.selectbox(key="train_recipe").value == "default"
+    assert at.number_input(key="train_default_lr").value == pytest.approx(0.05)
+    assert at.number_input(key="train_max_concurrent").value == 1
+    (launch,) = at.button
+    assert launch.label == "Launch training" and not launch.disabled
+
+
+def test_reference_recipe_warns_that_it_looks_at_the_test_set(empty_runs: Path, with_data: Path) -> None:
+    at = _page("train")
+    at.selectbox(key="train_recipe").select("reference").run()
+    assert any("TEST loss" in w.value for w in at.warning)
+    assert at.number_input(key="train_reference_batch_size").value == 32
+
+
+def test_train_page_without_data_says_how_to_fix_it_and_cannot_launch(
+    empty_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S7_DATA_DIR", str(tmp_path / "nothing-here"))
+    at = _page("train")
+    assert any("CIFAR-10 not found" in e.value and "S7_DATA_DIR" in e.value for e in at.main.error)
+    assert at.button[0].disabled
+
+
+def test_a_bad_setting_is_refused_with_its_reason(empty_runs: Path, with_data: Path) -> None:
+    at = _page("train")
+    at.number_input(key="train_default_momentum").set_value(0.0)
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("nesterov" in e.value and "momentum" in e.value for e in at.main.error)
+    assert runs.list_runs() == []
+
+
+def test_a_launch_beyond_the_limit_is_queued(empty_runs: Path, with_data: Path) -> None:
+    busy = runs.create_run(get_preset("tiny"), TrainConfig(epochs=1), name="busy", data_dir=with_data)
+    status = runs.read_status(busy) | {
+        "state": "running",
+        "pid": os.getpid(),
+        "pid_start": runs.process_start(os.getpid()),
+    }
+    runs.write_json_atomic(busy / "status.json", status)  # this test process plays the running trainer
+    at = _page("train")
+    at.selectbox(key="train_network").select("tiny")
+    at.text_input(key="train_run_name").input("second")
+    at.button[0].click().run()
+    assert any("queued" in i.value and "busy" in i.value for i in at.main.info)
+    assert runs.run_info(empty_runs / "second").state == "queued"
+    table = at.dataframe[-1].value
+    assert dict(zip(table["run"], table["state"], strict=True)) == {"second": "queued", "busy": "running"}
+
+
+# ---------------------------------------------------------------- a finished run
+
+
+def test_train_page_shows_a_finished_run(with_run: runs.RunInfo) -> None:
+    at = _page("train")
+    assert at.selectbox(key="train_watch_run").value == "tiny-one"
+    assert _metric(at, "Epoch") == ["1 / 1"]
+    assert _metric(at, "Best test accuracy") == [f"{with_run.best_accuracy:.2%}"]
+    table = at.dataframe[-1].value
+    assert table["state"].tolist() == ["finished"]
+
+
+def test_results_page_shows_the_runs_accuracy(with_run: runs.RunInfo) -> None:
+    at = _page("results")
+    assert at.multiselect(key="results_runs").value == ["tiny-one"]
+    evaluation = runs.load_predictions(with_run.path)
+    assert evaluation.accuracy == pytest.approx(with_run.best_accuracy, abs=1e-6)
+    assert _metric(at, "Best test accuracy") == [f"{with_run.best_accuracy:.2%}"]
+    assert _metric(at, "Final test accuracy") == [f"{with_run.final_accuracy:.2%}"]
+    assert any(f"test accuracy {evaluation.accuracy:.2%} on 100 images" in m.value for m in at.markdown)
+    table = next(df.value for df in at.dataframe if "precision" in df.value.columns)
+    assert table["class"].tolist() == list(evaluation.classes)
+    assert table["recall"].fillna(-1).tolist() == pytest.approx(
+        [-1 if v != v else v for v in evaluation.recall.tolist()]
+    )
+    labels = [b.label for b in at.get("download_button")]
+    assert labels[0] == "Metrics (CSV)" and labels[1].startswith("Weights (checkpoint_best.pt")
+
+
+def test_results_page_compares_two_runs(
+    with_run: runs.RunInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    shutil.copytree(Path(with_run.path), root / "tiny-one")
+    shutil.copytree(Path(with_run.path), root / "tiny-two")
+    monkeypatch.setenv("S7_RUNS_DIR", str(root))
+    at = _page("results")
+    at.multiselect(key="results_runs").set_value(["tiny-one", "tiny-two"]).run()
+    assert not at.exception
+    assert len(_metric(at, "Best test accuracy")) == 2
+    assert sorted(at.selectbox(key="results_detail").options) == ["tiny-one", "tiny-two"]
+
+
+def test_misclassified_filter_narrows_the_gallery(with_run: runs.RunInfo) -> None:
+    evaluation = runs.load_predictions(with_run.path)
+    wrong = misclassified(evaluation)
+    assert len(wrong) > 24  # a one-epoch tiny net gets most of the synthetic test set wrong
+    at = _page("misclassified")
+    assert len(at.image) == 24 and at.pagination[0].num_pages == -(-len(wrong) // 24)
+    shown = _captions(at)
+    assert len(shown) == 24
+    true_class = evaluation.classes[evaluation.labels[wrong[0]]]
+    at.selectbox(key="mis_true").select(true_class).run()
+    expected = misclassified(evaluation, true_class=true_class)
+    assert 0 < len(expected) < len(wrong)
+    filtered = _captions(at)
+    assert len(filtered) == min(24, len(expected))
+    assert all(f": {true_class} →" in c for c in filtered)
+    assert filtered[
+        0
+    ] == f"#{expected[0]}: {true_class} → {evaluation.classes[evaluation.predictions[expected[0]]]}" + (
+        f" ({evaluation.confidence[expected[0]]:.0%})"
+    )
+
+
+def test_misclassified_pages_through_the_mistakes(with_run: runs.RunInfo) -> None:
+    at = _page("misclassified")
+    first = _captions(at)
+    at.pagination[0].set_value(2).run()
+    assert not at.exception
+    second = _captions(at)
+    assert len(second) > 0 and not set(first) & set(second)
