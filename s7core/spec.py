@@ -300,8 +300,7 @@ def _next_shape(position: int, lay: Layer, shape: Shape) -> Shape:
                 "groups",
             )
     if t in ("maxpool", "avgpool"):
-        dilation = lay.dilation if t == "maxpool" else 1
-        half = (dilation * (lay.kernel - 1) + 1) // 2 if t == "maxpool" else lay.kernel // 2
+        half = lay.kernel // 2  # PyTorch's limit for both pools, whatever the dilation
         if lay.padding > half:
             raise SpecError(
                 f"{where}: padding {lay.padding} is more than half the {lay.kernel}x{lay.kernel} "
