@@ -98,22 +98,37 @@ def enlarge(image_chw: np.ndarray) -> np.ndarray:
     return image_chw.transpose(1, 2, 0).repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
 
 
+def tint(image_chw: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """The image with a Grad-CAM map laid over it: hot places turn red to yellow, cold ones stay as they are."""
+    heat = np.stack([np.ones_like(cam), cam, np.zeros_like(cam)]) * 255  # (3, H, W): red at 0, yellow at 1
+    alpha = 0.65 * cam[None]  # opacity grows with the evidence
+    return (image_chw * (1 - alpha) + heat * alpha).round().astype(np.uint8)
+
+
 def top3(ev: Evaluation, index: int) -> list[tuple[str, float]]:
     """The three most probable classes of one image with their probabilities."""
     probs = ev.probabilities[index]
     return [(ev.classes[c], float(probs[c])) for c in np.argsort(-probs, kind="stable")[:3]]
 
 
+def _layer_label(model, name: str) -> str:
+    """'layers.6.depthwise' as 'layer 6: sepconv 48 3x3 d2 p2 (depthwise part)'."""
+    parts = name.split(".")
+    if name == "off" or len(parts) < 2 or not parts[1].isdigit():
+        return name
+    text = f"layer {parts[1]}: {model.spec.layers[int(parts[1])].label()}"
+    return f"{text} ({parts[2]} part)" if len(parts) > 2 else text
+
+
 def gradcam_controls(run: runs.RunInfo):
     """The Grad-CAM layer the user picks (None = off) and the run's model."""
-    try:
-        from s7core.gradcam import gradcam_layers
-    except ImportError:
-        return None, None
+    from s7core.gradcam import gradcam_layers
+
     ckpt = Path(run.path) / "checkpoint_best.pt"
     model = run_model(run.path, ckpt.stat().st_mtime if ckpt.exists() else 0.0)
     layer = st.selectbox(
         "Grad-CAM layer", ["off", *gradcam_layers(model)], key="mis_gradcam",
+        format_func=lambda name: _layer_label(model, name),
         help="Where the model looked for the class it predicted: the gradient-weighted activations of this layer. "
         "Late layers give coarse, class-specific maps; early layers fine but generic ones.",
     )  # fmt: skip
@@ -134,13 +149,11 @@ def _cams(run_dir: str, mtime: float, data_dir: str, layer: str, indices: tuple[
 
 def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.ndarray | None) -> None:
     """A grid of enlarged images with the true class, the prediction, its confidence and the top 3."""
-    if cams is not None:
-        from s7core.gradcam import overlay
     for row in range(0, len(indices), COLUMNS):
         cols = st.columns(COLUMNS)
         for col, k in zip(cols, range(row, min(row + COLUMNS, len(indices))), strict=False):
             i = int(indices[k])
-            pixels = enlarge(images[i] if cams is None else overlay(images[i], cams[k]))
+            pixels = enlarge(images[i] if cams is None else tint(images[i], cams[k]))
             true, pred = ev.classes[ev.labels[i]], ev.classes[ev.predictions[i]]
             with col:
                 st.image(pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})", output_format="PNG")

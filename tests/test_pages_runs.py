@@ -215,3 +215,14 @@ def test_misclassified_pages_through_the_mistakes(with_run: runs.RunInfo) -> Non
     assert not at.exception
     second = _captions(at)
     assert len(second) > 0 and not set(first) & set(second)
+
+
+def test_a_gradcam_layer_tints_the_gallery(with_run: runs.RunInfo) -> None:
+    at = _page("misclassified")
+    plain = [i.proto.imgs[0].url for i in at.image]
+    picker = at.selectbox(key="mis_gradcam")
+    assert picker.options[0] == "off" and picker.options[1].startswith("layer 0: conv 16 3x3")
+    picker.select_index(len(picker.options) - 1).run()
+    assert not at.exception
+    tinted = [i.proto.imgs[0].url for i in at.image]
+    assert len(tinted) == 24 and not set(plain) & set(tinted)
