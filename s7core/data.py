@@ -394,6 +394,8 @@ def load_cifar10(
     data_dir: str | Path | None = None, download: bool = False, progress: Progress | None = None
 ) -> CifarData:
     """Read all of CIFAR-10 into uint8 tensors (extracting an archive, or downloading, when needed)."""
+    # No in-process cache: a load takes about 0.1 s, and a cache would hand every caller the same
+    # mutable tensors and pin 180 MB; a page that reloads often caches with st.cache_resource.
     root = resolve_data_dir(data_dir)
     found = _locate(root)
     if found is None:
@@ -717,6 +719,13 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
 
 
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Normalised float images (N, 3, H, W) -> uint8 pixels, rounded and clipped (the inverse of normalize)."""
+    _check_images(x)
+    mean, std = _channel_constants(x.device)
+    return (x.float() * std + mean).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
 def _normalize_unit(x: torch.Tensor) -> torch.Tensor:
     """float images in [0, 1] -> normalised, in place."""
     mean, std = _channel_constants(x.device)
@@ -853,6 +862,7 @@ __all__ = [
     "DataError",
     "DataStatus",
     "augment_batch",
+    "denormalize",
     "download_cifar10",
     "find_cifar10",
     "load_cifar10",
