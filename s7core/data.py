@@ -37,6 +37,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,7 +442,7 @@ def _extract_archive(archive: Path, dest: Path) -> Path:
                 return _move_batches(archive, staging, dest)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, EOFError, OSError) as err:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise DataError(
                 f"cannot extract {archive} into {dest} ({err}): extract it yourself there, "
@@ -453,11 +454,25 @@ def _extract_archive(archive: Path, dest: Path) -> Path:
         ) from err
 
 
+def _check_extracted(archive: Path, folder: Path, fmt: str) -> None:
+    """A damaged archive can end early without an error from tarfile: check every batch came out whole."""
+    try:
+        _check_files(folder, fmt)
+    except DataError as err:
+        name = err.path.name if err.path else "a batch"
+        raise DataError(
+            f"{archive} is incomplete or corrupt ({name} is missing or cut short); "
+            f"delete it and download it again ({DOWNLOAD_COMMAND})",
+            archive,
+        ) from err
+
+
 def _move_batches(archive: Path, staging: Path, dest: Path) -> Path:
     """Move the batches folder found under staging into dest (atomically), and return its new path."""
     for fmt, name in FOLDERS.items():
         for candidate in (staging / name, *staging.glob(f"*/{name}")):
             if _folder_format(candidate) == fmt:
+                _check_extracted(archive, candidate, fmt)
                 target = dest / name
                 if target.exists():
                     if _folder_format(target) == fmt:  # extracted meanwhile (another process)

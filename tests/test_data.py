@@ -321,6 +321,23 @@ def test_archive_with_link_refused(tmp_path):
     assert not (data_dir / "cifar-10-batches-bin").exists()
 
 
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_damaged_archive_leaves_no_partial_folder(tmp_path, damage):
+    source = make_tiny_cifar10(tmp_path / "src", 50, 20, format="bin")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    archive = make_archive(data_dir / D.ARCHIVES["bin"], source, D.FOLDERS["bin"])
+    raw = bytearray(archive.read_bytes())
+    if damage == "flip":
+        middle = len(raw) // 3
+        raw[middle : middle + 200] = bytes(b ^ 0x5A for b in raw[middle : middle + 200])
+    else:
+        del raw[len(raw) // 2 :]
+    archive.write_bytes(bytes(raw))
+    assert_data_error("cifar-10-binary.tar.gz is (incomplete or corrupt|not a readable)", load_cifar10, data_dir)
+    assert sorted(p.name for p in data_dir.iterdir()) == [archive.name]
+
+
 def test_corrupt_archive_named(tmp_path):
     (tmp_path / D.ARCHIVES["py"]).write_bytes(b"\x1f\x8b not really gzip")
     assert_data_error("cifar-10-python.tar.gz is not a readable .tar.gz", load_cifar10, tmp_path)
