@@ -722,9 +722,11 @@ def _channel_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor
     return mean, std
 
 
-def _check_images(images: torch.Tensor) -> None:
+def _check_images(images: torch.Tensor, dtype: torch.dtype | None = torch.uint8) -> None:
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    if dtype is not None and images.dtype != dtype:
+        raise ValueError(f"images must be {dtype} pixels, got {images.dtype}")
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -736,7 +738,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
     """Normalised float images (N, 3, H, W) -> uint8 pixels, rounded and clipped (the inverse of normalize)."""
-    _check_images(x)
+    _check_images(x, dtype=None)
     mean, std = _channel_constants(x.device)
     return (x.float() * std + mean).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
@@ -796,8 +798,9 @@ def _affine_theta(p: dict[str, torch.Tensor], h: int, w: int) -> torch.Tensor:
     angle, shear = torch.deg2rad(p["angle"]), torch.deg2rad(p["shear"])
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
     # forward map in pixels about the centre, as torchvision's: p' = scale * R(angle) @ [[1, -tan], [0, 1]] @ p + t
-    rows = [torch.stack([cos, -cos * tan - sin], -1), torch.stack([sin, -sin * tan + cos], -1)]
-    inv = torch.linalg.inv(torch.stack(rows, -2) * p["scale"][:, None, None])  # (N, 2, 2)
+    a, b, c, d = cos, -cos * tan - sin, sin, -sin * tan + cos  # rotation @ shear, determinant 1
+    # inverse of scale * [[a, b], [c, d]] in closed form (no batched linalg call on the device)
+    inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / p["scale"][:, None, None]
     shift = -(inv @ torch.stack([p["tx"], p["ty"]], -1)[:, :, None])[..., 0]  # (N, 2)
     # pixels -> affine_grid's [-1, 1] units: divide by half the side on each axis
     half = torch.tensor([w / 2.0, h / 2.0], device=inv.device)

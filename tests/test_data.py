@@ -533,6 +533,10 @@ def test_augment_shapes_dtypes_and_off_is_normalize():
     off = AugmentConfig(crop_padding=0, flip=False, cutout=0, affine=False)
     assert torch.equal(augment_batch(x, off, seeded()), normalize(x))
     assert x.dtype == torch.uint8  # input left untouched
+    with pytest.raises(ValueError, match="must be torch.uint8 pixels"):
+        augment_batch(x.float(), AugmentConfig())
+    with pytest.raises(ValueError, match=r"must be \(N, 3, H, W\)"):
+        normalize(x[:, :1])
 
 
 def test_flip_mirrors_exactly_the_selected_images():
