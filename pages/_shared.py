@@ -47,6 +47,23 @@ RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings
 DEFAULT_RULES = dict(max_params=1_000_000, min_rf=44, require_separable=True, require_dilated=True)
 
 
+# ---------------------------------------------------------------- the app shell
+
+
+def ensure_shell() -> None:
+    """Rerun through app.py when Streamlit ran this page on its own; call it first on every page.
+
+    Until st.navigation has run once in the process, Streamlit treats a pages/ folder beside
+    the main script as an old-style multipage app: the first request for /<page> on a fresh
+    server runs that page alone, without app.py (no sidebar, no wide layout, no shared link).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False  # app.py's st.navigation would set the same
+        st.rerun()
+
+
 # ---------------------------------------------------------------- the network being edited
 
 
@@ -327,9 +344,7 @@ def _sidebar_network() -> None:
     params = summary(spec).total_params
     results = rules(spec)
     passed = sum(r.passed for r in results)
-    cols = st.columns(2)
-    cols[0].metric("Parameters", f"{params:,}")
-    cols[1].metric("Global RF", f"{records[-1].rf}")
+    st.markdown(f"Parameters **{params:,}** · global RF **{records[-1].rf}**")
     badge = ":green-badge" if passed == len(results) else ":orange-badge"
     st.markdown(f"{badge}[Rules passed: {passed} of {len(results)}]")
 

@@ -114,7 +114,9 @@ def _share() -> None:
 
 
 def _column_config() -> dict:
-    number = st.column_config.NumberColumn
+    def number(name: str, low: float, high: float, help: str, **kw) -> st.column_config.NumberColumn:
+        return st.column_config.NumberColumn(name, width="small", min_value=low, max_value=high, help=help, **kw)
+
     return {
         "type": st.column_config.SelectboxColumn(
             "type",
@@ -122,14 +124,14 @@ def _column_config() -> dict:
             required=True,
             help="; ".join(f"{k}: {v}" for k, v in LAYER_DESCRIPTIONS.items()),
         ),
-        "channels": number("channels", min_value=1, max_value=4096, step=1, help="Output channels (linear: features)"),
-        "kernel": number("kernel", min_value=1, max_value=64, step=1, help="Square kernel side; empty = default"),
-        "stride": number("stride", min_value=1, max_value=64, step=1, help="Empty on a pool = kernel"),
-        "padding": number("padding", min_value=0, max_value=64, step=1, help="Zero padding on each side"),
-        "dilation": number("dilation", min_value=1, max_value=64, step=1, help="Spacing between kernel taps"),
-        "groups": number("groups", min_value=1, max_value=4096, step=1, help="conv only; = in channels: depthwise"),
-        "bias": st.column_config.CheckboxColumn("bias", help="conv, sepconv, linear"),
-        "p": number("p", min_value=0.0, max_value=0.99, step=0.05, format="%.2f", help="Dropout probability"),
+        "channels": number("channels", 1, 4096, "Output channels (linear: features)", step=1),
+        "kernel": number("kernel", 1, 64, "Square kernel side", step=1),
+        "stride": number("stride", 1, 64, "Step between windows; empty on a pool = kernel", step=1),
+        "padding": number("padding", 0, 64, "Zero padding on each side", step=1),
+        "dilation": number("dilation", 1, 64, "Spacing between kernel taps (1 = dense)", step=1),
+        "groups": number("groups", 1, 4096, "conv only; groups = input channels makes it depthwise", step=1),
+        "bias": st.column_config.CheckboxColumn("bias", width="small", help="conv, sepconv and linear only"),
+        "p": number("p", 0.0, 0.99, "Dropout probability", step=0.05, format="%.2f"),
     }
 
 
@@ -170,23 +172,21 @@ def _toolbar(spec) -> None:
 
 
 def _row_actions(n_rows: int) -> None:
-    cols = st.columns([1, 1, 1, 2, 1, 1, 1])
+    up, down = ":material/arrow_upward:", ":material/arrow_downward:"
+    cols = st.columns([2, 3, 3, 3], vertical_alignment="bottom")
     cols[0].number_input("Row", min_value=0, max_value=max(n_rows - 1, 0), step=1, key="arch_row")
-    cols[1].button(
-        "Move up", key="arch_move_up", on_click=_move, args=(-1,), icon=":material/arrow_upward:", width="stretch"
-    )
-    cols[2].button(
-        "Move down", key="arch_move_down", on_click=_move, args=(1,), icon=":material/arrow_downward:", width="stretch"
-    )
-    cols[3].selectbox(
-        "Block",
+    cols[1].button("Move up", key="arch_move_up", on_click=_move, args=(-1,), icon=up, width="stretch")
+    cols[2].button("Move down", key="arch_move_down", on_click=_move, args=(1,), icon=down, width="stretch")
+    cols = st.columns([4, 2, 2, 3], vertical_alignment="bottom")
+    cols[0].selectbox(
+        "Insert a block",
         list(BLOCKS),
         key="arch_block",
         help="\n".join(f"- **{k}**: {v[0]}" for k, v in BLOCKS.items()),
     )
-    cols[4].number_input("Channels", min_value=1, max_value=4096, value=64, step=8, key="arch_block_channels")
-    cols[5].number_input("At row", min_value=0, max_value=n_rows, value=n_rows, step=1, key="arch_block_at")
-    cols[6].button("Insert", key="arch_insert", on_click=_insert_block, icon=":material/add_box:", width="stretch")
+    cols[1].number_input("Channels", min_value=1, max_value=4096, value=64, step=8, key="arch_block_channels")
+    cols[2].number_input("Before row", min_value=0, max_value=n_rows, value=n_rows, step=1, key="arch_block_at")
+    cols[3].button("Insert", key="arch_insert", on_click=_insert_block, icon=":material/add_box:", width="stretch")
 
 
 def _editor() -> None:
@@ -196,6 +196,8 @@ def _editor() -> None:
         num_rows="dynamic",
         column_config=_column_config(),
         on_change=_sync,
+        hide_index=False,
+        placeholder="–",
         width="stretch",
         height=min(38 + 35 * (len(st.session_state[BASE_KEY]) + 1), 720),
     )
@@ -213,11 +215,12 @@ def _editor() -> None:
 
 def _rule_badges(spec) -> None:
     results = sh.rules(spec)
-    for col, result in zip(st.columns(len(results)), results, strict=True):
+    cols = st.columns(2)
+    for i, result in enumerate(results):
         color = "green" if result.passed else "red"
         icon = ":material/check_circle:" if result.passed else ":material/cancel:"
-        col.badge(result.title, color=color, icon=icon)
-        col.caption(result.reason)
+        cols[i % 2].badge(result.title, color=color, icon=icon)
+        cols[i % 2].caption(result.reason)
     with st.expander("Assignment thresholds"):
         settings = sh.rule_settings_dict()
         a, b = st.columns(2)
@@ -263,11 +266,10 @@ def _rf_chart(records, min_rf: int) -> go.Figure:
 def _tables(spec) -> None:
     records = sh.rf_records(spec)
     summ = sh.summary(spec)
-    cols = st.columns(4)
-    cols[0].metric("Parameters", f"{summ.total_params:,}")
-    cols[1].metric("Trainable", f"{summ.trainable_params:,}")
-    cols[2].metric("Global RF", f"{records[-1].rf} px")
-    cols[3].metric("Mult-adds", f"{summ.mult_adds / 1e6:,.1f} M")
+    cols = st.columns(3)
+    cols[0].metric("Parameters", f"{summ.total_params:,}", help=f"{summ.trainable_params:,} trainable")
+    cols[1].metric("Global RF", f"{records[-1].rf} px")
+    cols[2].metric("Mult-adds", f"{summ.mult_adds / 1e6:,.1f} M", help="Multiply-adds for one image")
     rf_tab, param_tab = st.tabs(["Receptive field", "Parameters"])
     with rf_tab:
         st.plotly_chart(_rf_chart(records, sh.rule_settings_dict()["min_rf"]), width="stretch")
@@ -283,6 +285,7 @@ def _tables(spec) -> None:
 
 # ---------------------------------------------------------------- page
 
+sh.ensure_shell()
 _ensure_base()
 _sync()
 spec = sh.get_spec()
@@ -293,7 +296,7 @@ st.caption(
     "Empty cells take the layer type's default; columns a type does not use are ignored."
 )
 _toolbar(spec)
-left, right = st.columns([11, 9], gap="medium")
+left, right = st.columns([3, 2], gap="medium")
 with left:
     _editor()
     _row_actions(len(st.session_state[DRAFT_KEY]))
