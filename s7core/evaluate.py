@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,7 @@ class Evaluation:
                     loss=float(z["loss"]),
                     classes=tuple(str(c) for c in z["classes"]),
                 )
-        except (OSError, ValueError, KeyError, EOFError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise EvaluationFileError(
                 f"{path}: the predictions file is damaged ({err}) — delete it and evaluate the run again"
             ) from None

@@ -148,9 +148,10 @@ def _augment_from_dict(data: Any) -> AugmentConfig:
         default = names[k].default
         if type(v) is not type(default) and not (type(default) is float and type(v) is int):
             raise ConfigError(f"augment setting '{k}' must be a {type(default).__name__}, got {v!r}")
-        if type(v) is int and not 0 <= v <= 16:
-            raise ConfigError(f"augment setting '{k}' must be from 0 to 16 pixels, got {v}")
-    return AugmentConfig(**data)
+    try:
+        return AugmentConfig(**data)  # checks the pixel ranges
+    except UserError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -497,8 +498,19 @@ class _Loop:
 
     def emit_step(self, images_per_s: float) -> None:
         loss_sum, correct, n = self.sums.tolist()
-        self.emit(StepEvent(self.epoch + 1, self.step, self.steps_per_epoch, self.global_step, loss_sum / n,
-                            correct / n, self.lr(), images_per_s, self.elapsed()))  # fmt: skip
+        self.emit(
+            StepEvent(
+                self.epoch + 1,
+                self.step,
+                self.steps_per_epoch,
+                self.global_step,
+                loss_sum / n,
+                correct / n,
+                self.lr(),
+                images_per_s,
+                self.elapsed(),
+            )
+        )
 
     def evaluate_on(self, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float | None, float | None]:
         if pair[0].shape[0] == 0:
@@ -526,8 +538,22 @@ class _Loop:
         self.sums.zero_()
         now = time.perf_counter()
         eta = (now - session_start) / session_epochs * (c.epochs - self.epoch)
-        event = EpochEvent(self.epoch, c.epochs, self.global_step, loss_sum / n, correct / n, val_loss, val_acc,
-                           test_loss, test_acc, lr, now - epoch_start, self.elapsed(), eta, best)  # fmt: skip
+        event = EpochEvent(
+            self.epoch,
+            c.epochs,
+            self.global_step,
+            loss_sum / n,
+            correct / n,
+            val_loss,
+            val_acc,
+            test_loss,
+            test_acc,
+            lr,
+            now - epoch_start,
+            self.elapsed(),
+            eta,
+            best,
+        )
         self.history.append(event.to_dict())
         self.emit(event)
         self.on_checkpoint(self.state(), best)
@@ -547,8 +573,19 @@ class _Loop:
             last = outcome == "capped" or self.epoch + 1 == c.epochs
             self.end_epoch(epoch_start, session_epochs, session_start, last)
         final = self.history[-1]["test_acc"] if self.history else None
-        return TrainResult(self.eval_model, self.epoch, self.global_step, stopped, self.history, self.best_epoch,
-                           self.best_accuracy, final, self.elapsed(), str(self.device), self.precision)  # fmt: skip
+        return TrainResult(
+            self.eval_model,
+            self.epoch,
+            self.global_step,
+            stopped,
+            self.history,
+            self.best_epoch,
+            self.best_accuracy,
+            final,
+            self.elapsed(),
+            str(self.device),
+            self.precision,
+        )
 
     # -------------------------------------------------------- checkpoints
 
