@@ -161,6 +161,13 @@ def load_network_from_query() -> str | None:
     return st.session_state["s7_query_error"]
 
 
+def forget_link() -> None:
+    """Drop ?preset= / ?spec= from the address once the network has changed, so the address never lies."""
+    if "spec" in st.query_params or "preset" in st.query_params:
+        st.query_params.clear()
+    st.session_state["s7_query_loaded"] = None
+
+
 def mark_link_loaded(params: dict[str, str]) -> None:
     """Record that the page's own link is already loaded, so writing it to the URL reloads nothing."""
     name, value = next(iter(params.items()))

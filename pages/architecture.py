@@ -57,6 +57,7 @@ def _sync() -> None:
     sh.set_error(None)
     if sh.spec_key(spec) != sh.spec_key(sh.get_spec()):
         sh.set_spec(spec, from_editor=True)
+        sh.forget_link()
 
 
 def _replace_rows(rows: list[dict]) -> None:
@@ -88,6 +89,7 @@ def _insert_block() -> None:
 def _load_preset() -> None:
     sh.set_spec(get_preset(st.session_state["arch_preset"]))
     sh.set_error(None)
+    sh.forget_link()
 
 
 def _load_upload() -> None:
@@ -98,6 +100,7 @@ def _load_upload() -> None:
     try:
         sh.set_spec(spec_from_json(upload.getvalue()))
         sh.set_error(None)
+        sh.forget_link()
         st.session_state["arch_upload_error"] = None
     except UserError as err:
         st.session_state["arch_upload_error"] = f"{upload.name}: {err}"
@@ -165,7 +168,9 @@ def _toolbar(spec) -> None:
         mime="application/json",
         icon=":material/download:",
     )
-    cols[3].button("Share as link", on_click=_share, icon=":material/link:", help="Puts the network in the URL")
+    cols[3].button(
+        "Share as link", key="arch_share", on_click=_share, icon=":material/link:", help="Puts the network in the URL"
+    )
     if "spec" in st.query_params or "preset" in st.query_params:
         link = "&".join(f"{k}={v}" for k, v in st.query_params.items())
         cols[3].caption(f"Copy the address bar, or `?{link[:60]}{'…' if len(link) > 60 else ''}`")
@@ -201,13 +206,17 @@ def _editor() -> None:
         width="stretch",
         height=min(38 + 35 * (len(st.session_state[BASE_KEY]) + 1), 720),
     )
+
+
+def _edit_error() -> None:
+    """The validator's message for the table, pointing at the row and column to fix."""
     error = sh.last_error()
     if error:
         where = ""
         if error.get("position") is not None:
             where = f"Row {error['position']}" + (f", column **{error['field']}**" if error.get("field") else "") + ": "
         sh.show_error(f"{where}{error['message']}")
-        st.caption("The tables on the right show the last valid network until this is fixed.")
+        st.caption("Until it is fixed, the rules and tables below are those of the last valid network.")
 
 
 # ---------------------------------------------------------------- results
@@ -263,6 +272,23 @@ def _rf_chart(records, min_rf: int) -> go.Figure:
     return fig
 
 
+_SUMMARY_COLUMNS = {
+    "index": st.column_config.NumberColumn("#", width="small"),
+    "position": st.column_config.NumberColumn("row", width="small", help="The layer's row in the table on the left"),
+    "name": st.column_config.TextColumn("module"),
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "trainable": st.column_config.NumberColumn("trainable", format="localized"),
+    "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
+}
+
+
+def _summary_frame(summ) -> pd.DataFrame:
+    """The parameter table for display: shapes as text, columns in reading order."""
+    frame = pd.DataFrame([asdict(row) for row in summ.rows])
+    frame["output_shape"] = ["x".join(map(str, shape)) for shape in frame["output_shape"]]
+    return frame[["index", "position", "name", "type", "output_shape", "params", "mult_adds", "trainable"]]
+
+
 def _tables(spec) -> None:
     records = sh.rf_records(spec)
     summ = sh.summary(spec)
@@ -273,9 +299,9 @@ def _tables(spec) -> None:
     rf_tab, param_tab = st.tabs(["Receptive field", "Parameters"])
     with rf_tab:
         st.plotly_chart(_rf_chart(records, sh.rule_settings_dict()["min_rf"]), width="stretch")
-        st.dataframe(pd.DataFrame(sh.records_dicts(records)), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(sh.records_dicts(records)), hide_index=True, width="stretch", placeholder="–")
     with param_tab:
-        st.dataframe(pd.DataFrame([asdict(row) for row in summ.rows]), hide_index=True, width="stretch")
+        st.dataframe(_summary_frame(summ), hide_index=True, width="stretch", column_config=_SUMMARY_COLUMNS)
         st.caption(
             f"Total {summ.total_params:,} parameters ({summ.trainable_params:,} trainable) · "
             f"input {summ.input_mb:.2f} MB · forward/backward {summ.forward_backward_mb:.2f} MB · "
@@ -301,5 +327,6 @@ with left:
     _editor()
     _row_actions(len(st.session_state[DRAFT_KEY]))
 with right:
+    _edit_error()
     _rule_badges(spec)
     _tables(spec)

@@ -42,9 +42,9 @@ def _hwc(image_chw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image_chw.transpose(1, 2, 0))
 
 
-def _pick_from(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> tuple[np.ndarray, str]:
+def _pick_from(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], what: str) -> tuple[np.ndarray, str]:
     index = st.number_input("Image number", min_value=0, max_value=len(images) - 1, value=0, step=1, key="rf_image")
-    return _hwc(images[index]), f"test image {index}: {classes[labels[index]]}"
+    return _hwc(images[index]), f"{what} {index}: {classes[labels[index]]}"
 
 
 def _uploaded(size: int) -> tuple[np.ndarray, str] | None:
@@ -74,7 +74,7 @@ def _pick_image(size: int) -> tuple[np.ndarray, str]:
     source = st.radio("Image", sources, key="rf_source", horizontal=True)
     if source == CIFAR:
         try:
-            return _pick_from(*_cifar_test(str(status.path)))
+            return _pick_from(*_cifar_test(str(status.path)), "test image")
         except UserError as err:
             sh.show_error(err)
     elif source == UPLOAD:
@@ -85,7 +85,7 @@ def _pick_image(size: int) -> tuple[np.ndarray, str]:
     images, labels = _synthetic()
     if source != SYNTHETIC:
         return _hwc(images[0]), "synthetic image 0"
-    return _pick_from(images, labels, tuple(f"stripes of class {c}" for c in CIFAR10_CLASSES))
+    return _pick_from(images, labels, tuple(f"the stripes of class '{c}'" for c in CIFAR10_CLASSES), "synthetic image")
 
 
 # ---------------------------------------------------------------- layer and unit
@@ -203,6 +203,8 @@ def _animation(image: np.ndarray, records) -> go.Figure:
         updatemenus=[
             dict(
                 type="buttons",
+                direction="left",
+                showactive=False,
                 x=0,
                 y=-0.02,
                 xanchor="left",

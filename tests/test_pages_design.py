@@ -282,3 +282,21 @@ def test_rf_page_with_a_tiny_data_set(tmp_path: Path, monkeypatch: pytest.Monkey
     assert not at.exception
     assert at.radio(key="rf_source").value == "CIFAR-10 test set"
     assert at.number_input(key="rf_image").max == 19
+
+
+def test_an_edit_drops_the_link_from_the_address() -> None:
+    at = _app(preset="tiny")
+    assert at.query_params == {"preset": "tiny"}
+    at = _edit(at, edited_rows={0: {"channels": 24}})
+    assert not at.exception
+    assert at.query_params == {}
+    assert sh.spec_from_dict(at.session_state[sh.SPEC_KEY]).layers[0].channels == 24
+
+
+def test_share_puts_the_network_in_the_address() -> None:
+    at = _app(preset="tiny")
+    at = _edit(at, edited_rows={0: {"channels": 24}})
+    at.button(key="arch_share").click().run()
+    assert not at.exception
+    shared = sh.spec_from_link(at.query_params["spec"])
+    assert shared.layers[0].channels == 24 and shared.layers[1:] == get_preset("tiny").layers[1:]
