@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
-    p.add_argument("--run", required=True, help="run folder, or a run name under the runs root")
+    p.add_argument("--run", dest="run_path", required=True, help="run folder, or a run name under the runs root")
     p.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint to evaluate")
     p.add_argument("--tta", action="store_true", help="average each image with its mirror image")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -285,7 +285,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """python -m s7core evaluate --run RUN [--tta]"""
     from s7core.runs import evaluate_run
 
-    ev = evaluate_run(_run_path(args.run), args.which, args.tta)
+    ev = evaluate_run(_run_path(args.run_path), args.which, args.tta)
     print(json.dumps(ev.summary(), indent=2) if args.json else evaluation_tables(ev))
     return 0
 

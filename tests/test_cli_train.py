@@ -1,0 +1,122 @@
+"""The train, evaluate and runs commands end to end on the tiny synthetic set."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+
+import pytest
+from test_train import micro_spec
+
+from s7core.__main__ import main
+from s7core.cli_train import ProgressPrinter, format_table
+from s7core.data import make_tiny_cifar10
+from s7core.runs import read_metrics, run_info
+from s7core.train import EpochEvent, StepEvent
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_tiny_cifar10(tmp_path_factory.mktemp("tiny"), n_train=320, n_test=200)
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "micro.json"
+    path.write_text(micro_spec().to_json())
+    return path
+
+
+def train_args(spec_file, data_dir, run_dir, *more):
+    return ["train", "--spec", str(spec_file), "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+            "--batch-size", "32", "--lr", "0.05", "--val-split", "0", *more]  # fmt: skip
+
+
+def test_train_then_evaluate_then_list(tmp_path, spec_file, data_dir, capsys):
+    run_dir = tmp_path / "runs" / "cli"
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert main(train_args(spec_file, data_dir, run_dir, "--epochs", "3")) == 0
+    err = capsys.readouterr().err
+    assert "epoch 3/3 train loss" in err and "finished 3 epochs" in err and "best test accuracy" in err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+    info = run_info(run_dir)
+    assert info.state == "finished" and info.recipe == "default" and info.best_accuracy > 0.8
+
+    assert main(["evaluate", "--run", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"test accuracy {100 * info.best_accuracy:.2f}%" in out
+    assert "airplane" in out and "confusion matrix" in out and "precision" in out
+
+    assert main(["evaluate", "--run", str(run_dir), "--json", "--tta"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == 200 and sum(map(sum, summary["confusion"])) == 200
+
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "cli" in out and "finished" in out and "3/3" in out
+
+
+def test_resume_trains_further_without_repeating_epochs(tmp_path, spec_file, data_dir, capsys):
+    run_dir = tmp_path / "runs" / "more"
+    assert main(train_args(spec_file, data_dir, run_dir, "--epochs", "1")) == 0
+    assert main(["train", "--run-dir", str(run_dir), "--resume", "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in read_metrics(run_dir, "epoch")] == [1, 2]
+    assert "finished 2 epochs" in capsys.readouterr().err
+
+
+def test_max_steps_is_a_smoke_test(tmp_path, spec_file, data_dir, capsys):
+    run_dir = tmp_path / "runs" / "smoke"
+    assert main(train_args(spec_file, data_dir, run_dir, "--epochs", "5", "--max-steps", "2")) == 0
+    assert read_metrics(run_dir, "epoch")[-1]["global_step"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
+        (["train", "--lr", "-1"], "lr must be above 0"),
+        (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--resume"], "--resume needs --run-dir"),
+        (["train", "--run-dir", "nowhere", "--resume"], "not a run folder"),
+        (["train", "--spec", "missing.json"], "cannot read the spec file"),
+        (["evaluate", "--run", "no-such-run"], "no run 'no-such-run'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_missing_data_is_refused_before_a_run_folder_is_made(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "x"
+    assert main(["train", "--preset", "tiny", "--data-dir", str(tmp_path / "empty"), "--run-dir", str(run_dir)]) == 2
+    assert "error:" in capsys.readouterr().err and not run_dir.exists()
+
+
+def test_an_existing_run_needs_resume(tmp_path, spec_file, data_dir, capsys):
+    run_dir = tmp_path / "runs" / "twice"
+    assert main(train_args(spec_file, data_dir, run_dir, "--epochs", "1", "--max-steps", "1")) == 0
+    assert main(train_args(spec_file, data_dir, run_dir, "--epochs", "1")) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(run_dir), "--resume", "--lr", "0.1"]) == 2
+    assert "fixed once created (lr)" in capsys.readouterr().err
+
+
+def test_progress_lines_when_not_a_terminal():
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, batch_size=32, epochs=2, plain_every_s=0)
+    printer(StepEvent(1, 5, 10, 5, 1.23456, 0.5, 0.01, 320.0, 1.0))
+    printer(EpochEvent(1, 2, 10, 1.1, 0.6, None, None, 1.0, 0.65, 0.01, 2.0, 2.0, 2.0, True))
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 2
+    assert "step 5/10 loss 1.2346 acc 50.0%" in lines[0] and "320 img/s" in lines[0] and "ETA 0:01" in lines[0]
+    assert "test loss 1.0000 acc 65.00%" in lines[1] and "*best" in lines[1] and "val" not in lines[1]
+
+
+def test_format_table_aligns_numbers_right():
+    text = format_table(["name", "n"], [["a", 5], ["bb", 10]])
+    assert text.splitlines() == ["name   n", "----  --", "a      5", "bb    10"]
