@@ -103,8 +103,9 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: str, target: torch.T
     maps = kept.get("maps")
     if not isinstance(maps, torch.Tensor) or maps.ndim != 4:
         raise UserError(f"layer '{layer}' does not give (N, C, H, W) maps; pick one from gradcam_layers(model)")
-    score = logits.gather(1, _targets(target, logits).view(-1, 1)).sum()
-    (grads,) = torch.autograd.grad(score, maps)  # (N, C, h, w)
+    with torch.enable_grad():  # a caller's no_grad block would leave the score without a graph
+        score = logits.gather(1, _targets(target, logits).view(-1, 1)).sum()
+        (grads,) = torch.autograd.grad(score, maps)  # (N, C, h, w)
     weights = grads.mean((2, 3), keepdim=True)  # (N, C, 1, 1): how much each map counts for the class
     cam = torch.relu((weights * maps).sum(1, keepdim=True))  # (N, 1, h, w)
     cam = nn.functional.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

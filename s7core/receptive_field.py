@@ -649,8 +649,9 @@ def measured_windows(
             hook.remove()
     boxes = []
     for name in layers:
-        unit = _central_unit(outputs[name])
-        grad = torch.autograd.grad(unit, x, retain_graph=True, allow_unused=True)[0] if unit.requires_grad else None
+        with torch.enable_grad():
+            unit = _central_unit(outputs[name])
+            grad = torch.autograd.grad(unit, x, retain_graph=True, allow_unused=True)[0] if unit.requires_grad else None
         boxes.append(_support(grad, f"the output of {name or type(model).__name__}"))
     return boxes
 
@@ -688,8 +689,9 @@ def effective_rf(model: nn.Module, images: torch.Tensor, layer: str | None = Non
     out = outputs[layer]
     while isinstance(out, (tuple, list)):
         out = out[0]
-    unit = out[..., (out.shape[-2] - 1) // 2, (out.shape[-1] - 1) // 2].sum() if out.ndim >= 4 else out.sum()
-    (grad,) = torch.autograd.grad(unit, x)
+    with torch.enable_grad():  # a caller's no_grad block would leave the unit without a graph
+        unit = out[..., (out.shape[-2] - 1) // 2, (out.shape[-1] - 1) // 2].sum() if out.ndim >= 4 else out.sum()
+        (grad,) = torch.autograd.grad(unit, x)
     erf = grad.abs().mean(dim=(0, 1)).double()  # mean over images and input channels: (H, W)
     peak = erf.max()
     return (erf / peak if peak > 0 else erf).cpu().numpy()

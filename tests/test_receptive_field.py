@@ -346,9 +346,10 @@ def test_model_is_left_as_it_was():
     model = build_model(get_preset("tiny")).train()
     model.layers[1].eval()  # a mixed state must come back as it was
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    rf_table_from_module(model, (3, 32, 32))
-    measured_windows(model, (3, 32, 32), ["layers.3"])
-    effective_rf(model, torch.randn(2, 3, 32, 32), "layers.3")
+    with torch.no_grad():  # a caller's no_grad block must not stop the gradients these need
+        rf_table_from_module(model, (3, 32, 32))
+        assert measured_windows(model, (3, 32, 32), ["layers.3"]) == [(12, 12, 16, 16)]  # rf 5 around pixel 14
+        assert effective_rf(model, torch.randn(2, 3, 32, 32), "layers.3").max() == 1.0
     assert model.training and not model.layers[1].training and model.layers[2].training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
