@@ -104,8 +104,10 @@ def _pick_layer(records) -> int:
     if not 1 <= st.session_state.get("rf_layer", 0) <= last:
         st.session_state["rf_layer"] = (last + 1) // 2  # start half way, where the window is already sizeable
     cols = st.columns([1, 1])
-    cols[0].button("Previous layer", on_click=_step_layer, args=(-1, last), icon=":material/skip_previous:")
-    cols[1].button("Next layer", on_click=_step_layer, args=(1, last), icon=":material/skip_next:")
+    cols[0].button(
+        "Previous layer", key="rf_previous", on_click=_step_layer, args=(-1, last), icon=":material/skip_previous:"
+    )
+    cols[1].button("Next layer", key="rf_next", on_click=_step_layer, args=(1, last), icon=":material/skip_next:")
     return st.select_slider(
         "Layer", options=list(range(1, last + 1)), format_func=lambda i: _label(records[i]), key="rf_layer"
     )

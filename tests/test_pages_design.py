@@ -8,18 +8,25 @@ checks look at a fresh app.
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from pages import _shared as sh
-from s7core.data import make_tiny_cifar10
-from s7core.receptive_field import rf_table
+from s7core import runs
+from s7core.data import make_tiny_cifar10, normalize, synthetic_cifar10
+from s7core.receptive_field import effective_rf, rf_table, unit_window
 from s7core.rules import RuleSettings, check_rules
 from s7core.spec import get_preset, layer, make_block
 from s7core.summary import summarize
+from s7core.train import TrainConfig
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 60  # the first run imports torch and builds the parameter table
@@ -300,3 +307,95 @@ def test_share_puts_the_network_in_the_address() -> None:
     assert not at.exception
     shared = sh.spec_from_link(at.query_params["spec"])
     assert shared.layers[0].channels == 24 and shared.layers[1:] == get_preset("tiny").layers[1:]
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _z(trace: dict) -> np.ndarray:
+    """A heatmap's values from its JSON (plotly packs arrays as base64 with a dtype and shape)."""
+    z = trace["z"]
+    if isinstance(z, dict):
+        shape = [int(n) for n in str(z["shape"]).split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.array(z)
+
+
+def _box(shape: dict) -> tuple[float, float, float, float]:
+    return shape["y0"], shape["x0"], shape["y1"], shape["x1"]
+
+
+def test_rf_page_draws_the_units_window_from_unit_window() -> None:
+    at = _rf_page(preset="tiny")
+    records = rf_table(get_preset("tiny"))
+    index = [r.name for r in records].index("15.depthwise")  # 4x4 output, RF 41
+    at.select_slider(key="rf_layer").set_value(index).run()
+    at.slider(key="rf_row").set_value(0).run()
+    at.slider(key="rf_col").set_value(3).run()
+    assert not at.exception
+    record = records[index]
+    window = unit_window(record, 0, 3, 32)
+    assert (record.name, record.size_out, record.rf) == ("15.depthwise", 4, 41)
+    full, on_image = _figures(at)[0]["layout"]["shapes"]
+    assert _box(full) == (window.top - 0.5, window.left - 0.5, window.bottom + 0.5, window.right + 0.5)
+    assert _box(on_image) == (-0.5, window.clipped_left - 0.5, window.clipped_bottom + 0.5, 31.5)
+    assert window.top < 0 and window.right > 31  # the corner unit sees padding ...
+    assert f"{window.padding_fraction:.0%} on padding" in _figures(at)[0]["layout"]["title"]["text"]
+
+
+def test_rf_page_keeps_the_unit_inside_a_smaller_layer() -> None:
+    at = _rf_page(preset="tiny")
+    at.select_slider(key="rf_layer").set_value(1).run()  # 0: 32x32 output
+    at.slider(key="rf_row").set_value(30).run()
+    index = [r.name for r in rf_table(get_preset("tiny"))].index("15.pointwise")
+    at.select_slider(key="rf_layer").set_value(index).run()  # 4x4 output: row 30 no longer exists
+    assert not at.exception
+    assert at.slider(key="rf_row").value == 1 and at.slider(key="rf_row").max == 3
+
+
+def test_rf_page_next_and_previous_step_through_the_layers() -> None:
+    at = _rf_page(preset="tiny")
+    start = at.select_slider(key="rf_layer").value
+    at.button(key="rf_next").click().run()
+    at.button(key="rf_next").click().run()
+    at.button(key="rf_previous").click().run()
+    assert not at.exception
+    assert at.select_slider(key="rf_layer").value == start + 1
+    frames = _figures(at)[1]["frames"]
+    assert len(frames) == len(rf_table(get_preset("tiny"))) - 1  # one frame a layer, for the animation
+
+
+def test_rf_page_resizes_an_uploaded_image() -> None:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
+    at = _rf_page(preset="tiny")
+    at.radio(key="rf_source").set_value("Upload").run()
+    at.file_uploader(key="rf_upload").upload("red.png", buffer.getvalue(), "image/png")
+    at.run()
+    assert not at.exception
+    assert any("red.png, resized from 64x48 to 32x32" in c.value for c in at.main.caption)
+    image = _figures(at)[0]["data"][0]
+    assert image["type"] == "image" and image["zsmooth"] is False
+
+
+def test_rf_page_shows_the_effective_rf_untrained_and_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_tiny_cifar10(tmp_path / "data", n_train=100, n_test=20)
+    config = TrainConfig(epochs=1, batch_size=50, val_split=0, device="cpu", seed=1)
+    run_dir = runs.create_run(get_preset("tiny"), config, runs_dir=tmp_path / "runs", name="tiny-one", data_dir=data)
+    runs.execute_run(run_dir)
+    monkeypatch.setenv("S7_RUNS_DIR", str(tmp_path / "runs"))
+    at = _rf_page(preset="tiny")
+    at.radio(key="rf_source").set_value("Synthetic").run()
+    assert not at.exception
+    layer = at.select_slider(key="rf_layer").value
+    record = rf_table(get_preset("tiny"))[layer]
+    image = normalize(torch.from_numpy(synthetic_cifar10(0, 10, seed=0)[1][0][:1]))
+    untrained, trained = (f for f in _figures(at)[2:])
+    assert trained["layout"]["title"]["text"].startswith("trained (tiny-one)")
+    expected = effective_rf(runs.load_run_model(run_dir), image, f"layers.{record.name}")
+    np.testing.assert_allclose(_z(trained["data"][0]), expected, atol=1e-6)
+    assert _z(untrained["data"][0]).shape == (32, 32)
+    assert not np.allclose(_z(untrained["data"][0]), expected)
