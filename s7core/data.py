@@ -524,6 +524,8 @@ def download_cifar10(
         hint = f"pass --data-dir or {DATA_ENV} to a folder you can write"
         raise DataError(f"cannot create {root} ({err}); {hint}", root) from err
     if not check_integrity(str(archive), md5):
+        if not url.lower().startswith(("http://", "https://")):
+            raise DataError(f"cannot download {url}: only http(s) addresses are fetched; {fix}", archive)
         try:
             total = _remote_size(url, timeout)
         except (urllib.error.URLError, OSError, ValueError) as err:

@@ -456,6 +456,12 @@ def test_download_unreachable_fails_fast(tmp_path):
     assert "put it in" in str(err) and "S7_DATA_DIR" in str(err)
 
 
+def test_download_refuses_non_http(tmp_path, arrays):
+    archive = make_archive(tmp_path / D.ARCHIVES["py"], write_cifar10(tmp_path / "src", *arrays, "py"), "x")
+    err = assert_data_error("only http", download_cifar10, tmp_path / "cache", url=archive.as_uri(), md5=None)
+    assert f"put it in {tmp_path / 'cache'}" in str(err)
+
+
 def test_download_missing_file_fails_fast(tmp_path, http_folder):
     _, base = http_folder
     assert_data_error("cannot reach .*HTTP 404", download_cifar10, tmp_path / "c", url=f"{base}/none.tar.gz", md5=None)
@@ -661,13 +667,12 @@ def test_augment_throughput_512():
 
 
 @pytest.mark.realdata
-def test_real_cifar10():
-    if not REAL_DATA.is_dir():
-        pytest.skip(f"{REAL_DATA} is absent")
-    status = find_cifar10(REAL_DATA.parent)
-    assert status.found and status.format == "bin" and status.path == REAL_DATA
+def test_real_cifar10(real_data_dir):
+    assert real_data_dir == REAL_DATA
+    status = find_cifar10(real_data_dir.parent)
+    assert status.found and status.format == "bin" and status.path == real_data_dir
     start = time.perf_counter()
-    data = load_cifar10(REAL_DATA)
+    data = load_cifar10(real_data_dir)
     elapsed = time.perf_counter() - start
     assert tuple(data.train_images.shape) == (50000, 3, 32, 32) and tuple(data.test_images.shape) == (10000, 3, 32, 32)
     assert data.classes == CIFAR10_CLASSES
