@@ -31,6 +31,7 @@ FORMATS = ("table", "csv", "json")
 # The reference RF table's columns first, so `rf --format csv` lines up with it; then the rest.
 RF_COLUMNS = ("layer", "kernel", "dilation", "padding", "stride", "jump_out", "size_out", "rf")
 RF_EXTRA_COLUMNS = ("name", "jump_in", "size_in", "start")
+MAX_INPUT_CHANNELS, MAX_INPUT_SIDE = 4096, 4096  # a real forward pass runs on this input
 SUMMARY_COLUMNS = ("index", "name", "position", "type", "output_shape", "params", "trainable", "mult_adds")
 
 
@@ -69,6 +70,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     if not match or min(int(g) for g in match.groups()) < 1:
         raise CommandLineError(f"--input must be CxHxW with positive whole numbers, like 3x32x32; got {text!r}")
     c, h, w = (int(g) for g in match.groups())
+    if c > MAX_INPUT_CHANNELS or max(h, w) > MAX_INPUT_SIDE:
+        limit = f"at most {MAX_INPUT_CHANNELS} channels and {MAX_INPUT_SIDE} pixels a side"
+        raise CommandLineError(f"--input {c}x{h}x{w} is too large: {limit}")
     return c, h, w
 
 
@@ -186,7 +190,8 @@ def run_summary(args: argparse.Namespace) -> int:
     """The parameter table: torchsummary's text, or CSV / JSON rows with multiply-adds."""
     if args.module:
         _check_one_source(args)
-        summary = summarize_module(load_module_callable(args.module), parse_input_shape(args.input))
+        shape = parse_input_shape(args.input)  # before importing: a typo should not wait for a model build
+        summary = summarize_module(load_module_callable(args.module), shape)
     else:
         summary = summarize(load_spec(args))
     if args.format == "json":

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from s7core.errors import UserError
 from s7core.model import build_model
 from s7core.spec import NetworkSpec
 
@@ -27,6 +28,10 @@ BYTES_PER_NUMBER = 4  # float32
 MB = 1024**2
 RULE = "-" * 64
 DOUBLE_RULE = "=" * 64
+
+
+class SummaryError(UserError):
+    """A module that does not run on the input shape it was given."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,21 @@ def _leaf_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, nn.M
         if name and not any(True for _ in module.children())
     ]
     counter = FlopCounterMode(display=False)
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()  # batch statistics of a single image are undefined (BN on a 1x1 map)
     try:
         with torch.no_grad(), counter:
             model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        shape = "x".join(map(str, x.shape[1:]))
+        detail = " ".join(str(err).split())[:300]
+        raise SummaryError(
+            f"{type(model).__name__} does not run on a {shape} input ({type(err).__name__}: {detail}); "
+            f"check the input shape (channels first, e.g. 3x32x32)"
+        ) from None
     finally:
-        model.train(was_training)
+        for module, training in modes:  # each submodule's own mode, as the caller left it
+            module.training = training
         for handle in handles:
             handle.remove()
     return calls, counter.get_flop_counts()

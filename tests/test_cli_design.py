@@ -150,6 +150,7 @@ def test_invalid_specs_exit_2_with_one_line(
         (["rf", "--module", "json:no_such_thing"], ["json has no attribute 'no_such_thing'"]),
         (["rf", "--module", "json:dumps", "--input", "3x224"], ["--input must be CxHxW", "'3x224'"]),
         (["rf", "--module", "json:dumps", "--input", "0x32x32"], ["--input must be CxHxW"]),
+        (["summary", "--module", "json:dumps", "--input", "3x9999x9999"], ["--input 3x9999x9999 is too large"]),
         (["rf", "--module", "json:dumps", "--preset", "seed"], ["give exactly one of"]),
         (["check", "--preset", "seed", "--max-params", "-1"], ["max_params is -1"]),
     ],
@@ -280,6 +281,11 @@ def test_summary_of_any_module(capsys: pytest.CaptureFixture, user_module: str) 
 def test_module_that_fails_to_build_exits_2(capsys: pytest.CaptureFixture, user_module: str) -> None:
     result = run(capsys, "summary", "--module", f"{user_module}:broken")
     assert_one_line_error(*result, "calling my_nets:broken() failed: RuntimeError: no weights here")
+
+
+def test_module_that_does_not_run_on_the_input_exits_2(capsys: pytest.CaptureFixture, user_module: str) -> None:
+    result = run(capsys, "summary", "--module", f"{user_module}:small_net", "--input", "1x16x16")
+    assert_one_line_error(*result, "Sequential does not run on a 1x16x16 input (RuntimeError:", "channels first")
 
 
 # ---------------------------------------------------------------- a real process
