@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from math import prod
 from typing import Any
 
@@ -165,6 +165,7 @@ class _State:
     h: _Axis
     w: _Axis
     flat: bool = False  # the map was flattened into a vector; a linear layer then sees all of it
+    dims: tuple[int, int] = (-2, -1)  # where height and width sit in the tensor: (-3, -2) once channels-last
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ _NEUTRAL_MODULES = (
 _MERGE_NAMES = {"add": "add", "iadd": "add", "cat": "cat", "concat": "cat", "mul": "mul", "imul": "mul"}
 _REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "adaptive_avg_pool2d", "adaptive_max_pool2d"}
 _SHAPE_ONLY = {"expand_as", "view_as", "reshape_as", "type_as"}  # the other tensor lends only its shape or type
-_SUSPECT_WORDS = ("conv", "pool", "unfold", "fold", "attention", "roll", "permute", "transpose", "pad")
+_SUSPECT_WORDS = ("conv", "pool", "unfold", "fold", "attention", "roll", "pad")
 
 
 def _classify(gm: fx.GraphModule, node: fx.Node) -> tuple[str, _Step | str | None]:
@@ -311,53 +312,77 @@ def _whole_map(state: _State, layer: str, flat: bool) -> tuple[_State, _Step]:
     return _State(_whole(state.h), _whole(state.w), flat), _Step(layer, size, size, (0, 0), (1, 1))
 
 
+def _map_side(out: tuple[int, ...], state: _State) -> tuple[int, int] | None:
+    """The height and width of an output that is still a map, read where the state says they sit."""
+    if len(out) < 3 or len(out) + min(state.dims) < 1:
+        return None
+    hw = (out[state.dims[0]], out[state.dims[1]])
+    return hw if len(out) >= 4 or hw == (state.h.size, state.w.size) else None
+
+
+def _moved_dims(node: fx.Node, state: _State, ndim: int) -> tuple[int, int] | None:
+    """Where height and width sit after a permute or transpose (None: the node is neither, or unreadable)."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    args = list(node.args[1:]) or list(node.kwargs.values())
+    if name == "permute":
+        order = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+        where = lambda d: [o % ndim for o in order].index(d)
+    elif name in ("transpose", "swapaxes") and len(args) == 2:
+        a, b = (v % ndim for v in args)
+        where = lambda d: {a: b, b: a}.get(d, d)
+    else:
+        return None
+    return tuple(where(ndim + d) - ndim for d in state.dims)
+
+
 def _advance(gm: fx.GraphModule, node: fx.Node, state: _State) -> tuple[_State | None, _Step | None, str | None]:
     """The state after a node with one RF-carrying input (None: not a tensor), the step if the RF moved, a warning."""
     out, src = _shape(node), next((n for n in node.all_input_nodes if _shape(n) is not None), None)
     try:
         kind, detail = _classify(gm, node)
-    except TypeError:  # geometry computed at run time: nothing to read from the graph
-        kind, detail = "unknown", None
-    what = _what(gm, node)
+        moved = _moved_dims(node, state, len(_shape(src))) if src is not None else None
+    except (TypeError, ValueError):  # geometry computed at run time: nothing to read from the graph
+        kind, detail, moved = "unknown", None, None
+    what, name = _what(gm, node), _op_name(gm, node)
     if out is None:  # a tuple of tensors passes its state on to the getitem nodes that read it; a number has none
         return (state if node.meta.get("tensor_meta") is not None else None), None, None
+    if moved is not None:
+        return replace(state, dims=moved), None, None
     if state.flat:
         if kind == "linear":
             return *_whole_map(state, "linear", True), None
         if len(out) >= 4:
             return state, None, f"{what}: turns a vector back into a map; the RF after it is not tracked"
         return state, None, None
-    if len(out) < 4 and not (len(out) == 3 and out[-2:] == (state.h.size, state.w.size)):
-        numel_in = prod(_shape(src)[1:]) if src is not None else None
-        if numel_in == prod(out[1:]):
-            return _State(state.h, state.w, flat=True), None, None  # a flatten: the next linear sees it all
-        name = _op_name(gm, node)
+    hw = _map_side(out, state)
+    if hw is None:
+        if src is not None and prod(_shape(src)[1:]) == prod(out[1:]):
+            return replace(state, flat=True), None, None  # a flatten: the next linear layer sees it all
         note = None if name in _REDUCTIONS else f"{what}: reduces the map to {out}; counted as a global pool"
         return *_whole_map(state, name if name in _REDUCTIONS else "reduce", True), note
-    hw = tuple(out[-2:])
     if kind == "window":
         h = _slide(state.h, detail.kernel[0], detail.stride[0], detail.padding[0], detail.dilation[0], hw[0])
         w = _slide(state.w, detail.kernel[1], detail.stride[1], detail.padding[1], detail.dilation[1], hw[1])
         return _State(h, w), detail, None
-    if hw == (1, 1) and _op_name(gm, node) in _REDUCTIONS:  # x.mean((2, 3), keepdim=True)
-        return *_whole_map(state, _op_name(gm, node), False), None
+    if hw == (1, 1) and kind != "adaptive" and name in _REDUCTIONS:  # x.mean((2, 3), keepdim=True)
+        return *_whole_map(state, name, False), None
     if kind in ("adaptive", "resize") or hw != (state.h.size, state.w.size):
-        layer = detail if isinstance(detail, str) else "resize"
-        new, step, exact = _resample(state, hw, layer)
+        new, step, exact = _resample(state, hw, detail if isinstance(detail, str) else "resize")
         if exact and kind != "resize":  # even windows, or each unit repeated (a broadcast expand)
-            return new, step, None
-        return new, step, f"{what}: resamples {state.h.size}x{state.w.size} to {hw[0]}x{hw[1]}; its RF is approximate"
-    if kind == "linear":
-        return state, None, f"{what}: a linear layer on the last axis of a map; counted as leaving the RF unchanged"
+            return replace(new, dims=state.dims), step, None
+        note = f"{what}: resamples {state.h.size}x{state.w.size} to {hw[0]}x{hw[1]}; its RF is approximate"
+        return replace(new, dims=state.dims), step, note
+    if kind == "linear" and state.dims[1] == -1:
+        return state, None, f"{what}: a linear layer across the width of a map; counted as leaving the RF unchanged"
     if kind == "unknown":
         return state, None, f"{what}: not a layer the RF tracer knows; counted as leaving the RF unchanged"
-    return state, None, None
+    return state, None, None  # norms, activations, dropout, reshapes that keep the map, a linear over channels
 
 
 def _merge(gm: fx.GraphModule, node: fx.Node, ins: list[_State]) -> tuple[_State, _Step, str | None]:
     """Where paths meet: keep the largest RF; warn when the paths' units do not line up."""
     out = _shape(node)
-    hw = tuple(out[-2:]) if out is not None and len(out) >= 4 else None
+    hw = _map_side(out, ins[0]) if out is not None else None
     axes = []
     for i in (0, 1):
         column = [s.h if i == 0 else s.w for s in ins]
@@ -372,12 +397,18 @@ def _merge(gm: fx.GraphModule, node: fx.Node, ins: list[_State]) -> tuple[_State
         if len(values) > 1:
             differ.append(f"{label} " + " vs ".join(f"{h:g}" if h == w else f"{h:g}x{w:g}" for h, w in values))
     note = None
-    if differ:
+    broadcast = [s for s in ins if (s.h.size, s.w.size) == (1, 1)]
+    if differ and broadcast and hw is not None and hw != (1, 1):
+        note = (
+            f"{_what(gm, node)}: a 1x1 branch (RF {round(max(s.h.rf for s in broadcast))}) is broadcast over the "
+            f"{hw[0]}x{hw[1]} map, as in squeeze-and-excitation: every unit now depends on that whole window"
+        )
+    elif differ:
         note = (
             f"{_what(gm, node)}: paths meet with different {' and '.join(differ)} (input pixels); the largest RF "
             "is kept, but units of the paths do not see the same pixels"
         )
-    return _State(axes[0], axes[1], all(s.flat for s in ins)), step, note
+    return _State(axes[0], axes[1], all(s.flat for s in ins), ins[0].dims), step, note
 
 
 def _records(name: str, step: _Step, prev: _State, new: _State) -> tuple[RFRecord, RFRecord]:

@@ -324,6 +324,36 @@ def test_merges_keep_the_largest_rf_and_warn_when_units_do_not_line_up():
     assert table.warnings[1].startswith("cat: ") and "jumps 0 vs 2 and centres 0 vs 3" in table.warnings[1]
 
 
+class Modern(nn.Module):
+    """A channels-last block (permute, LayerNorm, Linear), a channel shuffle and a squeeze-and-excitation gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)  # rf 3
+        self.norm, self.mix = nn.LayerNorm(4), nn.Linear(4, 4)  # over channels: no RF change
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)  # rf 5
+        self.squeeze = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):  # 3x8x8
+        x = self.stem(x)
+        y = self.mix(self.norm(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)  # N, H, W, C and back
+        x = self.dw(x + y)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)  # channel shuffle
+        gate = torch.sigmoid(self.squeeze(x.mean((2, 3), keepdim=True)))  # 1x1, sees the whole map
+        return x * gate
+
+
+def test_channels_last_shuffle_and_squeeze_excitation():
+    table = rf_table_from_module(Modern(), (3, 8, 8))
+    assert [(r.name, r.layer, r.rf) for r in table.records] == [
+        ("input", "input", 1), ("stem", "conv", 3), ("add", "add", 3), ("dw", "conv", 5),
+        ("mean", "mean", 5 + 7), ("squeeze", "conv", 12), ("mul", "mul", 12),
+    ]  # fmt: skip
+    assert len(table.warnings) == 1  # the permutes, LayerNorm, Linear over channels and the shuffle are understood
+    assert table.warnings[0].startswith("mul: a 1x1 branch (RF 12) is broadcast over the 8x8 map")
+
+
 class Branchy(nn.Module):
     def forward(self, x):
         if x.sum() > 0:  # depends on the values: torch.fx cannot trace it
