@@ -354,6 +354,8 @@ def _sidebar_network() -> None:
     st.markdown(f"Parameters **{params:,}** · global RF **{records[-1].rf}**")
     badge = ":green-badge" if passed == len(results) else ":orange-badge"
     st.markdown(f"{badge}[Rules passed: {passed} of {len(results)}]")
+    if last_error():
+        st.caption("The layer table has an error; this is the last valid network.")
 
 
 def sidebar() -> None:

@@ -65,8 +65,23 @@ def _uploaded(size: int) -> tuple[np.ndarray, str] | None:
     return np.asarray(resized), f"{upload.name}, resized from {original.width}x{original.height} to {size}x{size}"
 
 
+def _fit(image: np.ndarray, caption: str, size: int) -> tuple[np.ndarray, str]:
+    """The image at the network's input size (a spec may ask for other than 32x32)."""
+    if image.shape[0] == size:
+        return image, caption
+    from PIL import Image
+
+    resized = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST))
+    return resized, f"{caption}, scaled from {image.shape[0]}x{image.shape[1]} to the network's {size}x{size} input"
+
+
 def _pick_image(size: int) -> tuple[np.ndarray, str]:
-    """The image to draw on: a CIFAR-10 test image when the data is there, else synthetic or uploaded."""
+    """The image to draw on, at the network's input size."""
+    return _fit(*_pick_source(size), size)
+
+
+def _pick_source(size: int) -> tuple[np.ndarray, str]:
+    """A CIFAR-10 test image when the data is there, else a synthetic or an uploaded one."""
     status = sh.data_status()
     sources = [CIFAR, SYNTHETIC, UPLOAD] if status.found else [SYNTHETIC, UPLOAD]
     if not status.found:
@@ -322,6 +337,9 @@ def _trained_panel(record, image: np.ndarray) -> None:
 
 def _effective_section(spec, record, image: np.ndarray) -> None:
     st.subheader("Theoretical and effective RF")
+    if spec.input_shape[0] != 3:
+        st.info(f"The effective RF is measured on colour images; this network takes {spec.input_shape[0]} channels.")
+        return
     st.caption(
         f"Heat: how strongly each input pixel moves the central unit of {record.name} (mean |gradient| over its "
         "channels, scaled to a maximum of 1). Box: the theoretical RF of that unit. The effective RF is usually "

@@ -399,3 +399,12 @@ def test_rf_page_shows_the_effective_rf_untrained_and_trained(tmp_path: Path, mo
     np.testing.assert_allclose(_z(trained["data"][0]), expected, atol=1e-6)
     assert _z(untrained["data"][0]).shape == (32, 32)
     assert not np.allclose(_z(untrained["data"][0]), expected)
+
+
+def test_rf_page_scales_the_image_to_a_larger_input() -> None:
+    tiny = get_preset("tiny")
+    big = replace(tiny, name="tiny-48", input_shape=(3, 48, 48))
+    at = _rf_page(**sh.spec_to_link(big))
+    assert not at.exception
+    assert any("scaled from 32x32 to the network's 48x48 input" in c.value for c in at.main.caption)
+    assert _z(_figures(at)[2]["data"][0]).shape == (48, 48)  # the effective RF over the 48x48 input
