@@ -44,6 +44,7 @@ SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from
 ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, field), or None
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
+MAX_LINK_BYTES = 1_000_000  # a ?spec= link may unpack to at most this much JSON
 DEFAULT_RULES = dict(max_params=1_000_000, min_rf=44, require_separable=True, require_dilated=True)
 
 
@@ -133,10 +134,13 @@ def spec_from_link(text: str) -> NetworkSpec:
     except (binascii.Error, ValueError):
         raise SpecError("the ?spec= link is damaged (not base64 or JSON): copy the whole link again") from None
     try:
-        raw = zlib.decompress(raw)
+        unpacker = zlib.decompressobj()
+        unpacked = unpacker.decompress(raw, MAX_LINK_BYTES)
     except zlib.error:
-        pass  # plain base64 of JSON is accepted too
-    return spec_from_json(raw)
+        return spec_from_json(raw)  # plain base64 of JSON is accepted too
+    if unpacker.unconsumed_tail:
+        raise SpecError(f"the ?spec= link unpacks to more than {MAX_LINK_BYTES:,} bytes; no network is that large")
+    return spec_from_json(unpacked)
 
 
 def load_network_from_query() -> str | None:
@@ -373,24 +377,3 @@ def sidebar() -> None:
 def records_dicts(records: list[RFRecord]) -> list[dict[str, Any]]:
     """RF records as plain dicts, ready for a DataFrame."""
     return [asdict(r) for r in records]
-
-
-__all__ = [
-    "SpecError",
-    "get_spec",
-    "set_spec",
-    "spec_version",
-    "spec_key",
-    "last_error",
-    "set_error",
-    "show_error",
-    "rf_records",
-    "summary",
-    "rules",
-    "rule_settings_dict",
-    "data_status",
-    "data_dir",
-    "data_dir_setting",
-    "device_name",
-    "sidebar",
-]

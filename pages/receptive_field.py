@@ -17,6 +17,7 @@ from pages import _shared as sh
 from s7core.data import CIFAR10_CLASSES, load_cifar10, synthetic_cifar10
 from s7core.errors import UserError
 from s7core.receptive_field import effective_rf, unit_window
+from s7core.spec import spec_from_dict
 
 CIFAR, SYNTHETIC, UPLOAD = "CIFAR-10 test set", "Synthetic", "Upload"
 WINDOW_COLOUR = "#ffd60a"  # the part of the window on the image
@@ -275,7 +276,7 @@ def _untrained_model(key: str):
 
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the process's random state
         torch.manual_seed(0)
-        return build_model(sh.spec_from_dict(json.loads(key))).eval()
+        return build_model(spec_from_dict(json.loads(key))).eval()
 
 
 @st.cache_data(show_spinner="Computing the effective RF…", max_entries=32)

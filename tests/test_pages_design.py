@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from s7core import runs
 from s7core.data import make_tiny_cifar10, normalize, synthetic_cifar10
 from s7core.receptive_field import effective_rf, rf_table, unit_window
 from s7core.rules import RuleSettings, check_rules
-from s7core.spec import get_preset, layer, make_block
+from s7core.spec import SpecError, get_preset, layer, make_block, spec_from_dict
 from s7core.summary import summarize
 from s7core.train import TrainConfig
 
@@ -126,7 +127,7 @@ def test_an_added_row_with_defaults_becomes_a_layer() -> None:
     at = _edit(at, added_rows=[{"type": "dropout"}])
     assert not at.exception
     assert not at.main.error
-    assert sh.spec_from_dict(at.session_state[sh.SPEC_KEY]).layers == (*tiny.layers, layer("dropout", p=0.1))
+    assert spec_from_dict(at.session_state[sh.SPEC_KEY]).layers == (*tiny.layers, layer("dropout", p=0.1))
 
 
 def test_an_invalid_edit_shows_the_message_and_keeps_the_last_valid_tables() -> None:
@@ -197,7 +198,13 @@ def test_a_spec_link_round_trips_and_loads() -> None:
     assert sh.spec_from_link(edited.to_json(indent=None)) == edited
     at = _app(**params)
     assert not at.exception
-    assert sh.spec_from_dict(at.session_state[sh.SPEC_KEY]) == edited
+    assert spec_from_dict(at.session_state[sh.SPEC_KEY]) == edited
+
+
+def test_a_link_that_unpacks_too_far_is_refused() -> None:
+    bomb = base64.urlsafe_b64encode(zlib.compress(b" " * 2_000_000, 9)).decode()
+    with pytest.raises(SpecError, match="unpacks to more than 1,000,000 bytes"):
+        sh.spec_from_link(bomb)
 
 
 def test_uploading_a_spec_loads_it_and_a_bad_one_is_explained() -> None:
@@ -297,7 +304,7 @@ def test_an_edit_drops_the_link_from_the_address() -> None:
     at = _edit(at, edited_rows={0: {"channels": 24}})
     assert not at.exception
     assert at.query_params == {}
-    assert sh.spec_from_dict(at.session_state[sh.SPEC_KEY]).layers[0].channels == 24
+    assert spec_from_dict(at.session_state[sh.SPEC_KEY]).layers[0].channels == 24
 
 
 def test_share_puts_the_network_in_the_address() -> None:
