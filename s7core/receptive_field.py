@@ -11,12 +11,18 @@ Per axis, for a layer of kernel k, dilation d, padding p and stride s, with jump
 `start` is the centre of the first (top-left) output unit in input pixel coordinates,
 where 0 is the centre of the top-left input pixel; a negative start means the unit's
 window is centred on padding.
+
+Beyond specs: `rf_table_from_module` traces any nn.Module with torch.fx and moves the
+same arithmetic through its graph (residual adds and concatenations keep the largest RF);
+`measured_rf` / `measured_windows` measure the RF by back-propagation, independently of
+that arithmetic; `effective_rf` gives where the gradient of one unit actually lands;
+`unit_window` gives the box of input pixels one unit sees, with its share on padding.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from math import prod
@@ -653,12 +659,18 @@ def _support(grad: torch.Tensor | None, what: str) -> tuple[int, int, int, int]:
 
 
 def measured_windows(
-    model: nn.Module, input_shape: tuple[int, int, int], layers: list[str | None] = (None,), dtype=torch.float64
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    layers: Sequence[str | None] = (None,),
+    dtype: torch.dtype = torch.float64,  # float64: the gradient at a deep net's window edge can underflow float32
 ) -> list[tuple[int, int, int, int]]:
     """Measured input boxes (top, left, bottom, right, inside the image) of the central unit of each layer.
 
     `None` stands for the model's output. The box holds every pixel with a non-zero gradient
-    in a probe copy of the model (see _probe_copy); the model itself is not touched.
+    in a probe copy of the model (see _probe_copy); the model itself is not touched. Near a
+    border it can stop short of the computed window clipped to the image: pixels that taps
+    skip (dilation, strided windows that stop before the edge) are never read. Max pools
+    called as functions (F.max_pool2d) stay max pools and pass gradient to one pixel a window.
     """
     c, h, w = _check_input_shape(input_shape)
     probe = _probe_copy(model, dtype)
@@ -675,6 +687,9 @@ def measured_windows(
     try:
         with torch.enable_grad():
             outputs[None] = probe(x)
+    except Exception as err:  # whatever the model raises, the fix is the same: the shape it is given
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise UserError(f"{type(model).__name__} does not run on a {c}x{h}x{w} input ({reason})") from None
     finally:
         for hook in hooks:
             hook.remove()

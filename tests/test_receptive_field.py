@@ -370,6 +370,8 @@ def test_untraceable_and_bad_shapes_are_user_errors():
         rf_table_from_module(nn.Conv2d(3, 3, 3), (3, 32))
     with pytest.raises(UserError, match="no module named 'nope'"):
         measured_windows(nn.Conv2d(3, 3, 3), (3, 8, 8), ["nope"])
+    with pytest.raises(UserError, match="Conv2d does not run on a 1x8x8 input"):
+        measured_rf(nn.Conv2d(3, 3, 3), (1, 8, 8))
 
 
 def test_model_is_left_as_it_was():
