@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages import _shared as sh
 from s7core.errors import UserError
+from s7core.rules import MAX_PARAMS_LIMIT, MAX_RF_LIMIT
 from s7core.spec import BLOCKS, LAYER_DESCRIPTIONS, LAYER_FIELDS, PRESETS, get_preset, make_block, spec_from_json
 
 BASE_KEY = "arch_base"  # rows given to the editor
@@ -101,7 +102,6 @@ def _load_upload() -> None:
         sh.set_spec(spec_from_json(upload.getvalue()))
         sh.set_error(None)
         sh.forget_link()
-        st.session_state["arch_upload_error"] = None
     except UserError as err:
         st.session_state["arch_upload_error"] = f"{upload.name}: {err}"
 
@@ -223,7 +223,11 @@ def _edit_error() -> None:
 
 
 def _rule_badges(spec) -> None:
-    results = sh.rules(spec)
+    try:
+        results = sh.rules(spec)
+    except UserError as err:  # thresholds out of range
+        sh.show_error(err)
+        results = []
     cols = st.columns(2)
     for i, result in enumerate(results):
         color = "green" if result.passed else "red"
@@ -233,8 +237,10 @@ def _rule_badges(spec) -> None:
     with st.expander("Assignment thresholds"):
         settings = sh.rule_settings_dict()
         a, b = st.columns(2)
-        a.number_input("Parameters below", min_value=1, step=50_000, **_setting(settings, "max_params"))
-        b.number_input("Global RF above", min_value=1, step=1, **_setting(settings, "min_rf"))
+        a.number_input(
+            "Parameters below", min_value=1, max_value=MAX_PARAMS_LIMIT, step=50_000, **_setting(settings, "max_params")
+        )
+        b.number_input("Global RF above", min_value=0, max_value=MAX_RF_LIMIT, step=1, **_setting(settings, "min_rf"))
         a.checkbox("Require a depthwise-separable conv", **_setting(settings, "require_separable"))
         b.checkbox("Require a dilated conv", **_setting(settings, "require_dilated"))
 
