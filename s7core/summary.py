@@ -170,12 +170,22 @@ def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
     )
 
 
-@functools.lru_cache(maxsize=256)
 def summarize(spec: NetworkSpec) -> Summary:
     """The parameter table of a spec's model (built on the meta device; cached, since specs are frozen)."""
+    try:
+        hash(spec)
+    except TypeError:  # a spec built by hand with a list of layers is not hashable
+        return _summarize_spec(spec)
+    return _summarize_cached(spec)
+
+
+def _summarize_spec(spec: NetworkSpec) -> Summary:
     with torch.device("meta"):
         model = build_model(spec)
     return summarize_module(model, spec.input_shape)
+
+
+_summarize_cached = functools.lru_cache(maxsize=256)(_summarize_spec)
 
 
 # ---------------------------------------------------------------- formatting

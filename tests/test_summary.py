@@ -200,3 +200,8 @@ def test_flat_network_with_linear_layer() -> None:
     assert summary.rows[-1].output_shape == (10,)
     assert summary.rows[-1].params == 8 * 4 * 4 * 10 + 10
     assert "Linear-6" in format_summary(summary) and "[-1, 10]" in format_summary(summary)
+
+
+def test_a_spec_with_a_list_of_layers_is_summarized_too() -> None:
+    spec = get_preset("tiny")
+    assert summarize(NetworkSpec(list(spec.layers))).total_params == 32_298  # unhashable, so not cached
