@@ -4,7 +4,9 @@
 
 Times full training steps (augmentation, forward, backward, SGD update) on random uint8 images already in
 memory, the way `s7core.train` runs them, for fp32, fp32 + channels_last and bf16 + channels_last, and prints
-a table. Run it before changing the CPU defaults of `precision` and `channels_last` in TrainConfig.
+a table: images per wall-clock second, and per CPU-second of this process (steadier on a shared machine; the
+"vs fp32" column compares those). Run it before changing the CPU defaults of `precision` and `channels_last`
+in TrainConfig.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from s7core.train import autocast  # noqa: E402
 VARIANTS = (("fp32", False), ("fp32", True), ("bf16", True))
 
 
-def images_per_second(preset: str, batch: int, precision: str, channels_last: bool, steps: int, warmup: int) -> float:
-    """Training images per second over `steps` timed steps after `warmup` untimed ones."""
+def images_per_second(
+    preset: str, batch: int, precision: str, channels_last: bool, steps: int, warmup: int
+) -> tuple[float, float]:
+    """Training images per wall-clock second and per CPU-second of this process (all its threads) over
+    `steps` timed steps after `warmup` untimed ones. On a machine shared with other jobs the wall figure
+    swings with their load; the CPU figure much less."""
     torch.manual_seed(0)
     device = torch.device("cpu")
     model = build_model(get_preset(preset)).train()
@@ -52,10 +58,11 @@ def images_per_second(preset: str, batch: int, precision: str, channels_last: bo
 
     for i in range(warmup):
         step(i)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(steps):
         step(i)
-    return steps * batch / (time.perf_counter() - start)
+    images = steps * batch
+    return images / (time.perf_counter() - start), images / (time.process_time() - cpu_start)
 
 
 def main() -> None:
@@ -66,14 +73,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     args = parser.parse_args()
     print(f"preset {args.preset}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'batch':>5}  {'precision':<9}  {'layout':<13}  {'images/s':>9}  {'vs fp32':>7}")
+    print(f"{'batch':>5}  {'precision':<9}  {'layout':<13}  {'images/s':>9}  {'images/cpu-s':>12}  {'vs fp32':>7}")
     for batch in args.batch_sizes:
         base = None
         for precision, channels_last in VARIANTS:
-            ips = images_per_second(args.preset, batch, precision, channels_last, args.steps, args.warmup)
-            base = base or ips
+            wall, cpu = images_per_second(args.preset, batch, precision, channels_last, args.steps, args.warmup)
+            base = base or cpu
             layout = "channels_last" if channels_last else "contiguous"
-            print(f"{batch:>5}  {precision:<9}  {layout:<13}  {ips:>9.1f}  {ips / base:>6.2f}x", flush=True)
+            print(
+                f"{batch:>5}  {precision:<9}  {layout:<13}  {wall:>9.1f}  {cpu:>12.1f}  {cpu / base:>6.2f}x", flush=True
+            )
 
 
 if __name__ == "__main__":

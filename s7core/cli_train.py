@@ -205,14 +205,14 @@ class ProgressPrinter:
 
 def run_train(args: argparse.Namespace) -> int:
     """python -m s7core train ..."""
-    from s7core.runs import execute_run, read_run_config
+    with StopFlag() as stop:  # first, so that a stop asked while torch loads still ends with a save
+        from s7core.runs import execute_run, read_run_config
 
-    run_dir = _existing_run(args) if args.resume else _new_run(args)
-    _, config, _ = read_run_config(run_dir)
-    epochs = args.epochs if args.resume else None
-    print(f"run folder: {run_dir}", file=sys.stderr)
-    printer = ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)
-    with StopFlag() as stop:
+        run_dir = _existing_run(args) if args.resume else _new_run(args)
+        _, config, _ = read_run_config(run_dir)
+        epochs = args.epochs if args.resume else None
+        print(f"run folder: {run_dir}", file=sys.stderr)
+        printer = ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)
         result = execute_run(run_dir, callback=printer, should_stop=stop, epochs=epochs)
     print(_summary(result, run_dir), file=sys.stderr)
     return 0

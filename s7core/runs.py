@@ -44,7 +44,7 @@ from s7core.errors import UserError
 from s7core.evaluate import Evaluation, evaluate
 from s7core.model import build_model
 from s7core.spec import NetworkSpec, spec_from_dict
-from s7core.train import EpochEvent, StepEvent, TrainConfig, TrainResult, train
+from s7core.train import EpochEvent, StepEvent, TrainConfig, TrainResult, resolve_device, train
 
 RUNS_ENV = "S7_RUNS_DIR"
 STATES = ("queued", "running", "finished", "failed", "stopped")
@@ -535,7 +535,8 @@ def _train_in_folder(run_dir, spec, config, data, state, callback, should_stop) 
         now = time.monotonic()
         if isinstance(event, EpochEvent):
             metrics.write(event.to_dict())
-            _write_status(run_dir, epoch=event.epoch, final_accuracy=event.test_acc, message=f"epoch {event.epoch}")
+            tested = {"final_accuracy": event.test_acc} if event.test_acc is not None else {}
+            _write_status(run_dir, epoch=event.epoch, message=f"epoch {event.epoch}", **tested)
         elif now - last_step_line[0] >= STEP_LINE_EVERY_S or event.step == event.steps_per_epoch:
             metrics.write(event.to_dict())
             last_step_line[0] = now
@@ -556,8 +557,11 @@ def _train_in_folder(run_dir, spec, config, data, state, callback, should_stop) 
 
 
 def _save_predictions(run_dir: Path, spec: NetworkSpec, config: TrainConfig, data) -> Evaluation:
-    model = load_run_model(run_dir, "best")
-    ev = evaluate(model, data.test_images, data.test_labels, tta_flip=config.tta_flip, classes=data.classes)
+    device = resolve_device(config.device)
+    model = load_run_model(run_dir, "best").to(device)
+    ev = evaluate(
+        model, data.test_images, data.test_labels, device=device, tta_flip=config.tta_flip, classes=data.classes
+    )
     ev.save(run_dir / "predictions.npz")
     return ev
 

@@ -525,6 +525,7 @@ class _Loop:
         val_loss, val_acc = self.evaluate_on(self.val_set)
         want_test = last or (self.epoch + 1) % c.eval_every == 0 or c.plateau_on_test or c.val_split == 0
         test_loss, test_acc = self.evaluate_on(self.test_set) if want_test else (None, None)
+        lr = get_lr(c, self.global_step - 1, self.steps_per_epoch, self.plateau.scale)  # before a plateau drop
         if c.schedule == "plateau":  # the reference watched the test loss; otherwise validation, else training
             self.plateau.step(test_loss if c.plateau_on_test else val_loss if val_loss is not None else loss_sum / n)
         monitor = val_acc if c.val_split else test_acc  # validation picks the best checkpoint when there is one
@@ -533,7 +534,6 @@ class _Loop:
             if test_acc is None:
                 test_loss, test_acc = self.evaluate_on(self.test_set)
             self.best_metric, self.best_epoch, self.best_accuracy = monitor, self.epoch + 1, test_acc
-        lr = get_lr(c, self.global_step - 1, self.steps_per_epoch, self.plateau.scale)
         self.epoch, self.step = self.epoch + 1, 0
         self.sums.zero_()
         now = time.perf_counter()
