@@ -246,6 +246,16 @@ MODULE_SOURCE = textwrap.dedent(
 
     def broken():
         raise RuntimeError("no weights here")
+
+    class TwoPaths(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3, stride=2, padding=1)  # first unit centred on pixel 0
+            self.b = nn.Conv2d(3, 4, 2, stride=2)  # first unit centred between pixels 0 and 1
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+        def forward(self, x):
+            return self.head(self.a(x) + self.b(x))
     """
 )
 
@@ -269,6 +279,17 @@ def test_rf_of_any_module(capsys: pytest.CaptureFixture, user_module: str) -> No
     conv_rfs = [r["rf"] for r in data["records"] if r["layer"] == "conv"]
     assert conv_rfs == [3, 3 + 1 + 4 * 2]  # 3x3; a 2x2 pool adds 1 (jump 2); a dilated 3x3 spans 5 at jump 2
     assert data["global_rf"] >= conv_rfs[-1]
+
+
+def test_rf_of_a_module_prints_its_warnings_on_stderr(capsys: pytest.CaptureFixture, user_module: str) -> None:
+    if not hasattr(receptive_field, "rf_table_from_module"):
+        pytest.skip("rf_table_from_module is not available")
+    code, out, err = run(capsys, "rf", "--module", f"{user_module}:TwoPaths", "--input", "3x16x16", "--format", "csv")
+    assert code == 0
+    assert err and all(line.startswith("warning: ") for line in err.splitlines())  # paths that do not line up
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["name"] for r in rows[:3]] == ["input", "a", "b"]  # records name their modules
+    assert "warning" not in out
 
 
 def test_summary_of_any_module(capsys: pytest.CaptureFixture, user_module: str) -> None:
