@@ -318,12 +318,13 @@ def data_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def device_name() -> str:
-    """'CUDA: <GPU name>' when a GPU is usable, else 'CPU'; torch is imported only when asked."""
+    """The device training uses with device 'auto' (s7core.train.resolve_device): 'CUDA: <GPU name>' or 'CPU'."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"CUDA: {torch.cuda.get_device_name(0)}"
-    return "CPU"
+    from s7core.train import resolve_device
+
+    device = resolve_device("auto")
+    return f"CUDA: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
 
 
 # ---------------------------------------------------------------- sidebar
