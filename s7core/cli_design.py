@@ -62,10 +62,14 @@ def _check_one_source(args: argparse.Namespace) -> None:
     if sum(g is not None for g in given) != 1:
         options = "--preset NAME, --spec FILE.json" + (" or --module PKG.MOD:FN" if hasattr(args, "module") else "")
         raise CommandLineError(f"give exactly one of {options}")
+    if getattr(args, "input", None) is not None and args.module is None:
+        raise CommandLineError("--input goes with --module; a spec carries its own input_shape")
 
 
-def parse_input_shape(text: str) -> tuple[int, int, int]:
-    """'3x32x32' -> (3, 32, 32)."""
+def parse_input_shape(text: str | None) -> tuple[int, int, int]:
+    """'3x32x32' -> (3, 32, 32); None gives CIFAR-10's 3x32x32."""
+    if text is None:
+        return 3, 32, 32
     match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×,]\s*(\d{1,5})\s*[xX×,]\s*(\d{1,5})\s*", text or "")
     if not match or min(int(g) for g in match.groups()) < 1:
         raise CommandLineError(f"--input must be CxHxW with positive whole numbers, like 3x32x32; got {text!r}")
@@ -266,7 +270,7 @@ def _add_spec_source(parser: argparse.ArgumentParser, module: bool = False) -> N
         parser.add_argument(
             "--module", metavar="PACKAGE.MODULE:CALLABLE", help="any torch module, made by calling CALLABLE()"
         )
-        parser.add_argument("--input", default="3x32x32", metavar="CxHxW", help="input shape for --module")
+        parser.add_argument("--input", metavar="CxHxW", help="input shape for --module (default: 3x32x32)")
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:

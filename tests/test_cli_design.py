@@ -152,6 +152,7 @@ def test_invalid_specs_exit_2_with_one_line(
         (["rf", "--module", "json:dumps", "--input", "0x32x32"], ["--input must be CxHxW"]),
         (["summary", "--module", "json:dumps", "--input", "3x9999x9999"], ["--input 3x9999x9999 is too large"]),
         (["rf", "--module", "json:dumps", "--preset", "seed"], ["give exactly one of"]),
+        (["rf", "--preset", "seed", "--input", "3x64x64"], ["--input goes with --module"]),
         (["check", "--preset", "seed", "--max-params", "-1"], ["max_params is -1"]),
     ],
 )
