@@ -56,7 +56,7 @@ def _uploaded(size: int) -> tuple[np.ndarray, str] | None:
 
     try:
         original = Image.open(io.BytesIO(upload.getvalue())).convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         sh.show_error(f"{upload.name} is not an image PIL can read ({err}); upload a PNG or JPEG")
         return None
     resized = original.resize((size, size), Image.Resampling.LANCZOS)

@@ -388,6 +388,16 @@ def test_rf_page_resizes_an_uploaded_image() -> None:
     assert image["type"] == "image" and image["zsmooth"] is False
 
 
+def test_rf_page_explains_an_upload_that_is_not_an_image() -> None:
+    at = _rf_page(preset="tiny")
+    at.radio(key="rf_source").set_value("Upload").run()
+    at.file_uploader(key="rf_upload").upload("notes.png", b"not a picture", "image/png")
+    at.run()
+    assert not at.exception
+    assert any("notes.png is not an image PIL can read" in e.value for e in at.main.error)
+    assert any("synthetic image 0" in c.value for c in at.main.caption)  # the page still draws
+
+
 def test_rf_page_shows_the_effective_rf_untrained_and_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_tiny_cifar10(tmp_path / "data", n_train=100, n_test=20)
     config = TrainConfig(epochs=1, batch_size=50, val_split=0, device="cpu", seed=1)
