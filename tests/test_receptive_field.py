@@ -1,6 +1,7 @@
 """RF tables against hand-worked numbers, the reference table, and gradients measured in PyTorch."""
 
 import csv
+import random
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from s7core.receptive_field import (
     rf_table_from_module,
     unit_window,
 )
-from s7core.spec import PRESETS, NetworkSpec, conv, get_preset, layer, sepconv, validate
+from s7core.spec import PRESETS, NetworkSpec, SpecError, conv, get_preset, layer, sepconv, validate
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/seed_rf.csv"
 
@@ -173,6 +174,42 @@ def test_preset_spec_module_and_gradients_agree(name):
     check_against_gradients(model, table, spec.input_shape, module_layers(model, table))
 
 
+def random_spec(rng: random.Random) -> NetworkSpec:
+    """A spec of a few random convs, separable convs and pools (strides, dilations, padding), then a head."""
+    layers = []
+    for _ in range(rng.randint(2, 6)):
+        kind, k, d, s = rng.choice("CSMA"), rng.choice([1, 2, 3, 5]), rng.choice([1, 1, 2, 3]), rng.choice([1, 1, 2])
+        p = rng.randint(0, (d * (k - 1) + 1) // 2)
+        if kind == "C":
+            layers += [conv(4, k, p, stride=s, dilation=d), layer("bn"), layer("relu")]
+        elif kind == "S":
+            layers += [sepconv(4, k, p, stride=s, dilation=d), layer("relu")]
+        else:
+            pool = dict(kernel=rng.choice([2, 3]), stride=rng.choice([None, 1, 2]), padding=rng.randint(0, 1))
+            layers.append(
+                layer("maxpool", dilation=rng.choice([1, 2]), **pool) if kind == "M" else layer("avgpool", **pool)
+            )
+    head = rng.choice(
+        [[layer("gap"), conv(10, 1, bias=True), layer("flatten")], [layer("flatten"), layer("linear", channels=10)]]
+    )
+    return NetworkSpec(tuple(layers + head), input_shape=(3, *[rng.choice([16, 24, 32])] * 2))
+
+
+def test_random_specs_spec_module_and_gradients_agree():
+    rng, checked = random.Random(7), 0
+    while checked < 8:
+        spec = random_spec(rng)
+        try:
+            validate(spec)
+        except SpecError:
+            continue
+        model = build_model(spec)
+        table = rf_table_from_module(model, spec.input_shape)
+        assert [numbers(r) for r in table.records] == [numbers(r) for r in rf_table(spec)], spec.to_json()
+        check_against_gradients(model, table, spec.input_shape, module_layers(model, table))
+        checked += 1
+
+
 # ---------------------------------------------------------------- torchvision classifiers
 
 # Known numbers for the last spatial layer, worked by hand from the layer lists (jump 32 at the end):
@@ -268,6 +305,7 @@ def test_non_square_kernel_and_stride_tracked_per_axis():
     assert measured_windows(model, (1, 9, 7), ["1"]) == [(2, 1, 4, 5)]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own speed
 def test_padding_same_and_dilation():
     model = nn.Sequential(nn.Conv2d(1, 1, 4, padding="same"), nn.Conv2d(1, 1, 3, padding="same", dilation=3))
     table = rf_table_from_module(model, (1, 16, 16))
