@@ -320,8 +320,7 @@ def run_process(*argv: str, stdin: str | None = None) -> subprocess.CompletedPro
 
 
 def test_exit_codes_from_a_real_process(tmp_path: Path) -> None:
-    ok = run_process("check", "--preset", "seed")
-    assert ok.returncode == 0 and ok.stderr == "" and "4/4 rules passed" in ok.stdout
+    # Exit 0 takes the same path as exit 1 (in-process tests cover it); each process costs a torch import.
     failing = run_process("check", "--spec", write_spec(tmp_path, undilated_seed()))
     assert failing.returncode == 1 and "FAIL  Uses a dilated convolution" in failing.stdout
     bad = run_process("check", "--spec", "-", stdin='{"layers": [{"type": "conv", "channels": 0}]}')
