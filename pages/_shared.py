@@ -58,9 +58,11 @@ def ensure_shell() -> None:
     the main script as an old-style multipage app: the first request for /<page> on a fresh
     server runs that page alone, without app.py (no sidebar, no wide layout, no shared link).
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
+    try:  # a Streamlit internal: if a release renames it, the page still works, only bare
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False  # app.py's st.navigation would set the same
         st.rerun()
 
