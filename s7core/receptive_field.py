@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import fx, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.passes.shape_prop import ShapeProp
 
 from s7core.errors import UserError
@@ -460,23 +459,41 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _example(module: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
+def _example(module: nn.Module, input_shape: tuple[int, int, int], device: str | None = None) -> torch.Tensor:
+    """A zero batch of one image, of the module's float type, on its device (or `device`)."""
     first = next((p for p in module.parameters() if p.is_floating_point()), None)
-    if first is None:
-        return torch.zeros(1, *input_shape)
-    return torch.zeros(1, *input_shape, dtype=first.dtype, device=first.device)
+    dtype = first.dtype if first is not None else torch.float32
+    return torch.zeros(1, *input_shape, dtype=dtype, device=device or (first.device if first is not None else "cpu"))
 
 
-def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, input_shape: tuple[int, int, int]) -> None:
-    """Store each node's output shape in node.meta, from a fake-tensor forward (real zeros as a fallback)."""
-    example = _example(module, input_shape)
-    with _eval_mode(module), _eval_mode(gm):
+def _meta_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` whose tensors live on the meta device: shapes without memory or arithmetic."""
+    memo: dict[int, Any] = {id(b): torch.empty_like(b, device="meta") for b in module.buffers()}
+    memo |= {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in module.parameters()}
+    return copy.deepcopy(module, memo)
+
+
+def _traced_with_shapes(module: nn.Module, input_shape: tuple[int, int, int]) -> fx.GraphModule:
+    """The module traced by torch.fx, with each node's output shape in node.meta.
+
+    Shapes come from a forward on a meta-device copy in eval mode (the module itself is not
+    touched); where an op has no meta kernel, from one real forward on zeros.
+    """
+    try:
+        meta = _meta_copy(module).eval()
+    except Exception:  # a module that cannot be copied: the real forward below still works
+        meta = None
+    if meta is not None:
+        gm = _trace(meta)
         try:
-            try:
-                ShapeProp(gm, fake_mode=FakeTensorMode(allow_non_fake_inputs=True)).propagate(example)
-            except Exception:  # an op without a fake-tensor rule: pay for one real forward
-                with torch.no_grad():
-                    ShapeProp(gm).propagate(example)
+            ShapeProp(gm).propagate(_example(module, input_shape, "meta"))
+            return gm
+        except Exception:  # an op without a meta kernel, or a bad shape that the real forward will name
+            pass
+    gm = _trace(module)
+    with _eval_mode(module), torch.no_grad():
+        try:
+            ShapeProp(gm).propagate(_example(module, input_shape))
         except Exception as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             c, h, w = input_shape
@@ -484,6 +501,7 @@ def _propagate_shapes(gm: fx.GraphModule, module: nn.Module, input_shape: tuple[
                 f"a forward pass of {type(module).__name__} on a {c}x{h}x{w} input failed ({reason}); "
                 "check the input shape (channels first) and that the model accepts images of that size"
             ) from None
+    return gm
 
 
 def rf_table_from_module(module: nn.Module, input_shape: tuple[int, int, int]) -> ModuleRF:
@@ -496,8 +514,7 @@ def rf_table_from_module(module: nn.Module, input_shape: tuple[int, int, int]) -
     Raises UserError when the module cannot be traced or does not run on that shape.
     """
     _, height, width = _check_input_shape(input_shape)
-    gm = _trace(module)
-    _propagate_shapes(gm, module, input_shape)
+    gm = _traced_with_shapes(module, input_shape)
     states: dict[fx.Node, _State] = {}
     rows, cols = [input_record(height)], [input_record(width)]
     warnings: list[str] = []
@@ -623,9 +640,7 @@ def _probe_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     geometry; what is left keeps its structure with every weight 1. The model's own
     weights are never copied (the copy starts on the meta device).
     """
-    memo: dict[int, Any] = {id(b): torch.empty_like(b, device="meta") for b in model.buffers()}
-    memo |= {id(p): nn.Parameter(torch.empty_like(p, device="meta"), False) for p in model.parameters()}
-    probe = copy.deepcopy(model, memo)
+    probe = _meta_copy(model)
     for name, m in list(probe.named_modules()):
         new = _probe_layer(m, dtype) if name else None
         if new is not None:
