@@ -1,0 +1,69 @@
+"""Per-layer training-step speed on the CPU: fp32 vs bf16 autocast, contiguous vs channels_last.
+
+Times forward + backward of one conv layer (dense 3x3, depthwise 3x3, pointwise 1x1) at the
+sizes the fast presets use, and prints GFLOP/s (2 FLOPs a multiply-add, backward = 2x forward).
+
+    python bench/layer_speed.py --batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+CASES = [  # name, in channels, out channels, size, groups, kernel, dilation
+    ("dense 3->64 @32", 3, 64, 32, 1, 3, 1),
+    ("dense 64->64 @32", 64, 64, 32, 1, 3, 1),
+    ("dense 64->128 @16", 64, 128, 16, 1, 3, 1),
+    ("dense 128->128 @16", 128, 128, 16, 1, 3, 1),
+    ("dense 128->256 @8", 128, 256, 8, 1, 3, 1),
+    ("dense 256->256 @8", 256, 256, 8, 1, 3, 1),
+    ("depthwise 64 @32", 64, 64, 32, 64, 3, 1),
+    ("depthwise 128 @16 d2", 128, 128, 16, 128, 3, 2),
+    ("depthwise 256 @8 d2", 256, 256, 8, 256, 3, 2),
+    ("pointwise 128->256 @8", 128, 256, 8, 1, 1, 1),
+]
+
+
+def time_step(conv: nn.Module, x: torch.Tensor, bf16: bool, repeats: int) -> float:
+    """Median seconds of one forward+backward pass."""
+    times = []
+    for i in range(repeats + 2):
+        x.grad = None
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = conv(x)
+        y.float().sum().backward()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"{'layer':24} {'MMAC/img':>9} " + " ".join(f"{m:>12}" for m in ("fp32", "fp32 cl", "bf16", "bf16 cl")))
+    for name, cin, cout, size, groups, k, d in CASES:
+        conv = nn.Conv2d(cin, cout, k, padding=d * (k // 2), dilation=d, groups=groups, bias=False)
+        macs = cin // groups * cout * k * k * size * size
+        row = []
+        for cl in (False, True):
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            conv = conv.to(memory_format=fmt)
+            x = torch.randn(args.batch, cin, size, size).to(memory_format=fmt).requires_grad_(True)
+            for bf16 in (False, True):
+                sec = time_step(conv, x, bf16, args.repeats)
+                row.append((bf16, cl, 6 * macs * args.batch / sec / 1e9))
+        row.sort()
+        cells = " ".join(f"{g:9.0f} GF/s" for _, _, g in row)
+        print(f"{name:24} {macs / 1e6:9.2f} {cells}")
+
+
+if __name__ == "__main__":
+    main()
