@@ -539,39 +539,3 @@ def _best() -> list[Layer]:
         *sep_bn_relu(256, padding=2, dilation=2),
         layer("gap"), layer("flatten"), layer("linear", channels=10),
     ]  # fmt: skip
-
-
-def _conv_pool_bn_relu(channels: int) -> list[Layer]:
-    """3x3 conv, then a 2x2 max pool before BN and ReLU, so those run on a quarter of the pixels."""
-    return [conv(channels, 3, 1), layer("maxpool"), bn(), relu()]
-
-
-@register_preset(
-    "fast",
-    "Built for speed on a CPU: a 2x2 stride-2 stem takes the image to 16x16 at once, pools come before BN "
-    "and ReLU, the dilated separable conv runs at 4x4. 125k parameters, 8.9M multiply-adds, RF 76.",
-)
-def _fast() -> list[Layer]:
-    return [
-        conv(24, 2, stride=2), bn(), relu(),
-        *_conv_pool_bn_relu(64),
-        *_conv_pool_bn_relu(128),
-        *sep_bn_relu(256, padding=2, dilation=2),
-        layer("gap"), layer("flatten"), layer("linear", channels=10),
-    ]  # fmt: skip
-
-
-@register_preset(
-    "best",
-    "For accuracy in a quarter hour on a CPU: two 3x3 convs a stage at 32, 16 and 8 pixels (pools before BN "
-    "and ReLU), a dilated separable conv at 4x4. 640k parameters, 73M multiply-adds, RF 92.",
-)
-def _best() -> list[Layer]:
-    return [
-        *conv_bn_relu(24),
-        *_conv_pool_bn_relu(64), *conv_bn_relu(64),
-        *_conv_pool_bn_relu(128), *conv_bn_relu(128),
-        *_conv_pool_bn_relu(256),
-        *sep_bn_relu(256, padding=2, dilation=2),
-        layer("gap"), layer("flatten"), layer("linear", channels=10),
-    ]  # fmt: skip
