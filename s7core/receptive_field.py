@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from s7core.errors import UserError
 from s7core.spec import NetworkSpec, infer_shapes
@@ -234,8 +233,21 @@ def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
-    return tuple(meta.shape) if hasattr(meta, "shape") else None
+    """A node's output shape as _ShapeRecorder saw it; None for anything but a tensor."""
+    shape = node.meta.get("rf_shape") if isinstance(node, fx.Node) else None
+    return shape if isinstance(shape, tuple) else None
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the graph once, noting each node's output shape ("parts" for a tuple or list of tensors)."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta["rf_shape"] = tuple(result.shape)
+        elif isinstance(result, (tuple, list)) and any(isinstance(r, torch.Tensor) for r in result):
+            n.meta["rf_shape"] = "parts"
+        return result
 
 
 def _op_name(gm: fx.GraphModule, node: fx.Node) -> str:
@@ -350,7 +362,7 @@ def _advance(gm: fx.GraphModule, node: fx.Node, state: _State) -> tuple[_State |
         kind, detail, moved = "unknown", None, None
     what, name = _what(gm, node), _op_name(gm, node)
     if out is None:  # a tuple of tensors passes its state on to the getitem nodes that read it; a number has none
-        return (state if node.meta.get("tensor_meta") is not None else None), None, None
+        return (state if node.meta.get("rf_shape") == "parts" else None), None, None
     if moved is not None:
         return replace(state, dims=moved), None, None
     if state.flat:
@@ -486,14 +498,14 @@ def _traced_with_shapes(module: nn.Module, input_shape: tuple[int, int, int]) ->
     if meta is not None:
         gm = _trace(meta)
         try:
-            ShapeProp(gm).propagate(_example(module, input_shape, "meta"))
+            _ShapeRecorder(gm).run(_example(module, input_shape, "meta"))
             return gm
         except Exception:  # an op without a meta kernel, or a bad shape that the real forward will name
             pass
     gm = _trace(module)
     with _eval_mode(module), torch.no_grad():
         try:
-            ShapeProp(gm).propagate(_example(module, input_shape))
+            _ShapeRecorder(gm).run(_example(module, input_shape))
         except Exception as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             c, h, w = input_shape
