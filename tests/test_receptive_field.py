@@ -259,7 +259,7 @@ def test_resnet18_table_is_fast():
 
     start = time.perf_counter()
     table = rf_table_from_module(model, (3, 224, 224))
-    assert time.perf_counter() - start < 1.5  # well under 0.5 s on an idle machine
+    assert time.perf_counter() - start < 0.5  # about 0.05 s, even on a busy machine
     assert table.global_rf == 435 + 6 * 32  # the global pool sees all 7x7 units of layer4
 
 
@@ -392,6 +392,24 @@ def test_channels_last_shuffle_and_squeeze_excitation():
     assert table.warnings[0].startswith("mul: a 1x1 branch (RF 12) is broadcast over the 8x8 map")
 
 
+class SplitAndCount(nn.Module):
+    """A split into a tuple of tensors, and an op with no meta-device kernel (nonzero: its size depends on data)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        a, b = torch.split(self.conv(x), 2, dim=1)
+        return a * b + torch.nonzero(torch.ones(1)).sum()
+
+
+def test_tuples_of_tensors_and_ops_without_a_meta_kernel():
+    table = rf_table_from_module(SplitAndCount(), (3, 8, 8))
+    assert [(r.name, r.rf) for r in table.records] == [("input", 1), ("conv", 3), ("mul", 3)]
+    assert (table.global_rf, table.warnings) == (3, [])
+
+
 class Branchy(nn.Module):
     def forward(self, x):
         if x.sum() > 0:  # depends on the values: torch.fx cannot trace it
@@ -399,11 +417,12 @@ class Branchy(nn.Module):
         return -x
 
 
-def test_untraceable_and_bad_shapes_are_user_errors():
+def test_untraceable_and_bad_shapes_are_user_errors(capsys):
     with pytest.raises(UserError, match="Branchy cannot be traced"):
         rf_table_from_module(Branchy(), (3, 8, 8))
-    with pytest.raises(UserError, match="on a 1x32x32 input failed"):
+    with pytest.raises(UserError, match="on a 1x32x32 input failed .*to have 3 channels, but got 1"):
         rf_table_from_module(build_model(get_preset("tiny")), (1, 32, 32))
+    assert capsys.readouterr() == ("", "")  # one message, no traceback printed on the way
     with pytest.raises(UserError, match="three positive whole numbers"):
         rf_table_from_module(nn.Conv2d(3, 3, 3), (3, 32))
     with pytest.raises(UserError, match="no module named 'nope'"):
