@@ -523,6 +523,8 @@ def rf_table_from_module(module: nn.Module, input_shape: tuple[int, int, int]) -
     and resizes move the RF; a linear layer after a flatten sees the whole map; norms,
     activations, dropout and reshapes leave it unchanged. Where paths meet (add, cat, mul)
     the largest RF is kept, with a warning when the paths' jumps or centres differ.
+    Records give the height axis (ModuleRF.width_records the width); a record's name is the
+    module's qualified name (layer4.1.conv2) or the graph node's (add_3, adaptive_avg_pool2d).
     Raises UserError when the module cannot be traced or does not run on that shape.
     """
     _, height, width = _check_input_shape(input_shape)
