@@ -1,14 +1,19 @@
-"""Every registered preset meets the assignment's four rules and builds a working model."""
+"""Every registered preset meets the assignment's four rules and builds a working model; the fast and best
+recipes and the whitened first conv they use."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
+from s7core.data import load_cifar10, make_tiny_cifar10, normalize, synthetic_cifar10
 from s7core.model import build_model, count_parameters
 from s7core.receptive_field import global_rf
 from s7core.rules import check_rules
-from s7core.spec import PRESETS, get_preset
+from s7core.spec import PRESETS, NetworkSpec, get_preset, layer
+from s7core.train import ConfigError, TrainConfig, get_recipe, train, whiten_first_conv
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -33,3 +38,47 @@ def test_preset_maps_two_images_to_ten_scores(name: str) -> None:
 
 def test_fast_and_best_are_registered() -> None:
     assert {"fast", "best"} <= set(PRESETS)
+
+
+# ---------------------------------------------------------------- the fast and best recipes
+
+
+def test_fast_and_best_recipes_keep_the_test_set_out_of_their_decisions() -> None:
+    for name in ("fast", "best"):
+        config = get_recipe(name).config
+        assert config.schedule != "plateau" and not config.plateau_on_test
+        assert config.whiten_stem and config.tta_flip
+        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_whitened_stem_decorrelates_patches_and_stays_frozen() -> None:
+    (images, labels), _ = synthetic_cifar10(200, 10)
+    images = torch.from_numpy(images)
+    spec = get_preset("fast")  # layer 0: a 2x2 stride-2 conv, 24 channels = 2 x 12 patch values
+    model = build_model(spec)
+    whiten_first_conv(model, images)
+    stem = model.layers[0]
+    assert not stem.weight.requires_grad
+    with torch.no_grad():
+        out = stem(normalize(images))  # (N, 24, 16, 16)
+    half = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = half.T @ half / half.shape[0]
+    # unit variance along each principal direction, no correlation between them (eps keeps it just under 1)
+    assert torch.allclose(cov, torch.eye(12), atol=0.02), cov.diagonal()
+    assert torch.equal(out[:, 12:], -out[:, :12])
+
+
+def test_whiten_stem_refuses_a_net_that_does_not_start_with_a_colour_conv() -> None:
+    spec = NetworkSpec((layer("bn"), *get_preset("tiny").layers))
+    with pytest.raises(ConfigError, match="layer 0"):
+        whiten_first_conv(build_model(spec), torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_training_with_a_whitened_stem_leaves_it_untouched(tmp_path) -> None:
+    data = load_cifar10(make_tiny_cifar10(tmp_path, n_train=256, n_test=64))
+    config = get_recipe("fast").config.replace(epochs=1, batch_size=64, precision="fp32", tta_flip=False)
+    result = train(get_preset("fast"), config, data)
+    reference = build_model(get_preset("fast"))
+    whiten_first_conv(reference, torch.as_tensor(data.train_images))
+    assert torch.equal(result.model.layers[0].weight, reference.layers[0].weight)
+    assert result.history[-1]["test_acc"] is not None
