@@ -196,7 +196,8 @@ def _progress(info: runs.RunInfo, last_step: dict | None) -> None:
     done = info.epoch / info.epochs if info.epochs else 0.0
     if info.state == "running" and last_step and last_step.get("epoch", 0) > info.epoch:
         done = (info.epoch + last_step["step"] / last_step["steps_per_epoch"]) / info.epochs
-    st.progress(min(done, 1.0), text=f"{info.state}: {info.message}")
+    text = info.state if info.message in ("", info.state) else f"{info.state}: {info.message}"
+    st.progress(min(done, 1.0), text=text)
 
 
 def _figures(info: runs.RunInfo, epochs: list[dict], steps: list[dict]) -> None:

@@ -1,0 +1,347 @@
+"""End to end in a real browser: design, train, study — through `streamlit run app.py` and headless chromium.
+
+The test starts its own server on a free port over a tiny synthetic data set and an empty runs folder,
+edits a layer and watches the RF table follow, trains the `tiny` preset for one epoch from the Train page,
+then opens Results and the Misclassified gallery. It saves a screenshot of every page to tests/artifacts/
+and prints two timings: each page's first render once the server is warm, and edit-to-RF-table latency.
+
+Needs chromium at /usr/bin/chromium and the playwright package (never `playwright install`); skipped
+without them unless S7_REQUIRE_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from s7core import runs
+from s7core.data import make_tiny_cifar10
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+VIEWPORT = {"width": 1600, "height": 1000}
+FRESH = '[data-testid="stMain"] [data-testid="stElementContainer"][data-stale="false"]'  # drawn by the latest run
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+PAGES = {  # nav title -> what shows the page has drawn its own content (not the previous page's)
+    "Architecture": [f'{FRESH} h1:has-text("Architecture")', f'{FRESH} [data-testid="stDataFrame"] td'],
+    "Receptive field": [f'{FRESH} h1:has-text("Receptive field")'],
+    "Train": [f'{FRESH} h1:has-text("Train")', f'{FRESH} button:has-text("Launch training")'],
+    "Results": [f'{FRESH} h1:has-text("Results")', f"{FRESH} .js-plotly-plot"],
+    "Misclassified": [f'{FRESH} h1:has-text("Misclassified")', f'{FRESH} [data-testid="stImage"] img'],
+}
+# Layer 7 of the seed net is a dilated sepconv: dilation 2 gives a global RF of 64, dilation 1 gives 60.
+EDIT_ROW, EDIT_COLUMN, RF_AFTER = 7, "dilation", {"1": "60 px", "2": "64 px"}
+
+# Focus the accessible cell of the layer editor at (row, column): the grid then edits that cell on typing.
+FOCUS_CELL = """([row, column]) => {
+  const grid = document.querySelector('[data-testid="stMain"] [data-testid="stDataFrame"]');
+  const th = [...grid.querySelectorAll('th')].find(h => h.innerText.trim() === column);
+  const tr = [...grid.querySelectorAll('tr')].find(r => r.getAttribute('aria-rowindex') === String(row + 2));
+  const td = th && tr && [...tr.querySelectorAll('td')].find(d => d.getAttribute('aria-colindex') === th.getAttribute('aria-colindex'));
+  if (!td) return null;
+  td.focus();
+  return td.innerText;
+}"""  # noqa: E501
+RF_TABLE_TEXT = """() => {
+  const grids = document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"]');
+  return grids.length > 1 ? grids[1].textContent : '';  // the grid's accessible table is hidden: no innerText
+}"""
+
+
+def _browser_or_skip():
+    """The playwright module, or a skip (a failure under S7_REQUIRE_BROWSER=1) saying what is missing."""
+    missing = None
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api, missing = None, "the playwright python package is not installed"
+    if missing is None and not CHROMIUM.exists():
+        missing = f"no chromium at {CHROMIUM} (install the Debian chromium package)"
+    if missing:
+        if os.environ.get("S7_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"S7_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    return sync_api
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return
+        time.sleep(0.3)
+    pytest.fail(f"streamlit did not serve within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop_runs(runs_dir: Path) -> None:
+    """Stop any run still training (runs live in their own sessions, outside the server's group)."""
+    for info in runs.list_runs(runs_dir):
+        if info.state in ("running", "queued"):
+            with contextlib.suppress(Exception):
+                runs.stop_run(info.path)
+                runs.wait_for_run(info.path, timeout_s=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`streamlit run app.py` on a free port over a tiny data set; its process group is ended afterwards."""
+    _browser_or_skip()
+    tmp = tmp_path_factory.mktemp("browser")
+    data = make_tiny_cifar10(tmp / "data", n_train=256, n_test=100)
+    runs_dir = tmp / "runs"
+    port, log = _free_port(), tmp / "streamlit.log"
+    env = {**os.environ, "S7_DATA_DIR": str(data), "S7_RUNS_DIR": str(runs_dir), "XDG_CACHE_HOME": str(tmp / "cache")}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false"]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_serving(url, proc, log)
+        yield url, runs_dir
+    finally:
+        _stop_runs(runs_dir)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- page helpers
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _open(page, title: str, timeout_ms: float = 30_000) -> float:
+    """Click a page in the sidebar menu; seconds until its own content shows."""
+    link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first
+
+    def go() -> None:
+        link.click()
+        _wait_for_page(page, title, timeout_ms)
+
+    return _timed(go)
+
+
+def _wait_for_page(page, title: str, timeout_ms: float) -> None:
+    for selector in PAGES[title]:
+        page.wait_for_selector(selector, state="attached", timeout=timeout_ms)
+    _idle(page, timeout_ms)
+
+
+def _idle(page, timeout_ms: float = 30_000) -> None:
+    """Wait until the app's script has finished its run."""
+    page.wait_for_selector(IDLE, state="attached", timeout=timeout_ms)
+
+
+def _main_metric(page, label: str) -> str:
+    metric = page.locator('[data-testid="stMain"] [data-testid="stMetric"]').filter(has_text=label).first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _shoot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.wait_for_timeout(600)  # let charts finish drawing
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000, f"{path} looks empty"
+    return path
+
+
+def _check_no_error(page) -> None:
+    errors = page.locator('[data-testid="stMain"] [data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def _open_cell_editor(page, row: int, column: str) -> None:
+    """Open the layer editor's cell editor at (row, column); retried, as the grid may be redrawing."""
+    box = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first.bounding_box()
+    for _ in range(3):
+        page.mouse.click(box["x"] + 60, box["y"] + 52)  # give the grid the keyboard focus
+        assert page.evaluate(FOCUS_CELL, [row, column]) is not None, f"no cell ({row}, {column}) in the layer editor"
+        page.wait_for_timeout(200)  # the grid moves its selection to the focused cell
+        page.keyboard.press("Enter")  # opens the cell's editor
+        with contextlib.suppress(Exception):
+            page.wait_for_function("() => document.activeElement?.classList.contains('gdg-input')", timeout=3_000)
+            page.wait_for_timeout(300)  # the editor fills in the current value first
+            return
+        page.keyboard.press("Escape")
+    pytest.fail(f"the layer editor's cell ({row}, {column}) did not open for editing")
+
+
+def _edit_cell(page, row: int, column: str, value: str, expect_rf: str) -> float:
+    """Type a value into the layer editor; seconds from Enter until the RF table and Global RF show it."""
+    _idle(page)
+    before = page.evaluate(RF_TABLE_TEXT)
+    _open_cell_editor(page, row, column)
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type(value)
+    page.wait_for_function("(v) => document.activeElement?.value === v", arg=value, timeout=5_000)
+    start = time.perf_counter()
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"(before) => ({RF_TABLE_TEXT})() !== before", arg=before, timeout=15_000)
+    elapsed = time.perf_counter() - start
+    page.wait_for_function(
+        """(want) => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stMetric"]')]
+            .some(m => m.innerText.includes('Global RF') && m.innerText.includes(want))""",
+        arg=expect_rf,
+        timeout=15_000,
+    )
+    return elapsed
+
+
+def _select(page, label: str, option: str) -> None:
+    box = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = page.locator('[data-testid="stMain"] [data-testid="stNumberInput"] input').and_(
+        page.get_by_label(label, exact=True)
+    )
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def _expand(page, title: str) -> None:
+    page.locator('[data-testid="stExpander"] summary').filter(has_text=title).first.click()
+
+
+# ---------------------------------------------------------------- the walk through
+
+
+def _warm_up(browser, url: str) -> None:
+    """Visit every page once in a throwaway session so imports and caches are warm."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(url)
+    _wait_for_page(page, "Architecture", 90_000)
+    for title in ("Receptive field", "Train", "Results", "Architecture"):
+        link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first
+        link.click()
+        page.wait_for_timeout(1500)
+    context.close()
+
+
+def _architecture(page) -> list[float]:
+    """Edit layer 7's dilation back and forth; the RF table and Global RF follow every edit."""
+    assert _main_metric(page, "Global RF") == "64 px"
+    latencies = []
+    for value in ("1", "2", "1", "2", "1"):
+        latencies.append(_edit_cell(page, EDIT_ROW, EDIT_COLUMN, value, RF_AFTER[value]))
+    assert _main_metric(page, "Global RF") == "60 px"
+    _check_no_error(page)
+    _shoot(page, "architecture")
+    return latencies
+
+
+def _train(page, runs_dir: Path) -> None:
+    """Launch one epoch of the tiny preset and watch it finish."""
+    _select(page, "Network", "preset: tiny")
+    _set_number(page, "epochs", 1)
+    _set_number(page, "batch_size", 64)
+    _expand(page, "Regularisation and evaluation")
+    _set_number(page, "val_split", 0)
+    page.locator('[data-testid="stMain"] button').filter(has_text="Launch training").click()
+    page.get_by_text("started in the background").wait_for(timeout=30_000)
+    progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
+    progress.filter(has_text="finished").wait_for(timeout=150_000)
+    (info,) = runs.list_runs(runs_dir)
+    assert info.state == "finished" and info.preset == "tiny" and info.epoch == 1
+    page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(timeout=15_000)
+    _check_no_error(page)
+    _shoot(page, "train")
+
+
+def _results(page, runs_dir: Path) -> None:
+    """The finished run's accuracy and its per-class chart."""
+    (info,) = runs.list_runs(runs_dir)
+    assert _main_metric(page, "Best test accuracy") == f"{info.best_accuracy:.2%}"
+    page.locator(".js-plotly-plot .gtitle").filter(has_text="Per-class test accuracy").wait_for(timeout=15_000)
+    page.locator(".js-plotly-plot .gtitle").filter(has_text="Confusion matrix").wait_for(timeout=15_000)
+    _check_no_error(page)
+    _shoot(page, "results")
+
+
+def _misclassified(page) -> None:
+    """The gallery of mistakes, enlarged, with true and predicted classes."""
+    images = page.locator('[data-testid="stMain"] [data-testid="stImage"] img')
+    assert 0 < images.count() <= 24
+    assert "→" in page.locator('[data-testid="stImageCaption"]').first.inner_text()
+    assert images.first.evaluate("img => img.naturalWidth") == 128  # 32x32 shown 4x, pixel for pixel
+    _check_no_error(page)
+    _shoot(page, "misclassified")
+
+
+def test_design_train_and_study_in_the_browser(server: tuple[str, Path]) -> None:
+    sync_api = _browser_or_skip()
+    url, runs_dir = server
+    first_render: dict[str, float] = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            _warm_up(browser, url)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            start = time.perf_counter()
+            page.goto(url)
+            _wait_for_page(page, "Architecture", 60_000)
+            first_render["Architecture"] = time.perf_counter() - start
+            latencies = _architecture(page)
+            first_render["Receptive field"] = _open(page, "Receptive field")
+            _check_no_error(page)
+            _shoot(page, "receptive_field")
+            first_render["Train"] = _open(page, "Train")
+            _train(page, runs_dir)
+            first_render["Results"] = _open(page, "Results")
+            _results(page, runs_dir)
+            first_render["Misclassified"] = _open(page, "Misclassified")
+            _misclassified(page)
+            again = {title: statistics.median(_open(page, title) for _ in range(3)) for title in PAGES}
+        except Exception:
+            with contextlib.suppress(Exception):
+                _shoot(page, "failure")  # what the browser showed when it went wrong
+            raise
+        finally:
+            browser.close()
+    print("\nfirst render after warm-up (s): " + ", ".join(f"{k} {v:.2f}" for k, v in first_render.items()))
+    print("median of 3 later renders (s): " + ", ".join(f"{k} {v:.2f}" for k, v in again.items()))
+    print("edit -> RF table (ms): " + ", ".join(f"{1000 * v:.0f}" for v in latencies)
+          + f"; median {1000 * statistics.median(latencies):.0f}")  # fmt: skip
