@@ -221,16 +221,17 @@ RECIPES: dict[str, Recipe] = {
     ),
     "fast": Recipe(
         "fast",
-        "Few epochs, large batches, for the 'fast' preset on a CPU: a whitened, frozen first conv; one-cycle "
-        "Nesterov SGD (peak lr 0.4, weight decay 5e-4), batch 512, 6 epochs, label smoothing 0.1, crop (pad 2) "
-        "+ flip, bf16 and channels-last, mirror-image test-time augmentation; all 50,000 images train.",
+        "Five epochs for the 'fast' preset on a CPU: a whitened, frozen first conv; one-cycle Nesterov SGD "
+        "(peak lr 0.2, weight decay 5e-4), batch 256, label smoothing 0.1, crop (pad 2) + flip, bf16 and "
+        "channels-last, mirror-image test-time augmentation; all 50,000 images train. Chosen on 5,000 held-out "
+        "training images (81.1% there after 5 epochs).",
         TrainConfig(
             optimizer="nesterov",
-            lr=0.4,
+            lr=0.2,
             momentum=0.9,
             weight_decay=5e-4,
-            batch_size=512,
-            epochs=6,
+            batch_size=256,
+            epochs=5,
             schedule="onecycle",
             warmup=0.2,
             label_smoothing=0.1,
