@@ -26,16 +26,19 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from s7core.data import load_cifar10
+from s7core.errors import UserError
 from s7core.model import build_model, count_parameters
 from s7core.receptive_field import global_rf
 from s7core.spec import get_preset
 from s7core.train import EpochEvent, StepEvent, get_recipe, train
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data"  # the team's read-only copy, when present
 THRESHOLDS = (0.80, 0.85, 0.90, 0.93)
 REFERENCE_EPOCHS_TO_80 = 7  # the reference's own log: 77.89% after epoch 6, 80.83% after epoch 7
 
@@ -129,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     parser.add_argument("--repeat", type=int, default=1, help="train this many times (seeds seed, seed+1, ...)")
+    parser.add_argument("--eval-every", type=int, default=1, help="epochs between test evaluations (last always)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--data-dir", default=str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
     parser.add_argument("--compare", action="store_true", help="also train seed + reference and compare")
     parser.add_argument("--compare-max-epochs", type=int, default=None)
     parser.add_argument("--compare-max-steps", type=int, default=None, help="cut the reference run after N steps")
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     base_seed = args.seed if args.seed is not None else get_recipe(recipe).config.seed
     runs = []
     for i in range(args.repeat):
-        changes = {"epochs": args.epochs, "seed": base_seed + i, "eval_every": 1}
+        changes = {"epochs": args.epochs, "seed": base_seed + i, "eval_every": args.eval_every}
         runs.append(run_once(args.preset, recipe, changes, args.data_dir))
         print_run(runs[-1])
     report: dict[str, Any] = {"command": " ".join(sys.argv), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
@@ -182,4 +186,8 @@ def compare(ours: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
