@@ -52,6 +52,7 @@ class Clock:
     last_step: float | None = None  # wall time of the latest step event
     eval_s: float = 0.0  # evaluation time taken off the clock so far
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    live: bool = True  # print each epoch as it ends
 
     def on_event(self, event: StepEvent | EpochEvent) -> None:
         now = time.perf_counter()
@@ -74,6 +75,9 @@ class Clock:
                 "steps": event.global_step,
             }
         )
+        if self.live:
+            acc = "-" if event.test_acc is None else f"{event.test_acc:.2%}"
+            print(f"    ... epoch {event.epoch}/{event.epochs}: test {acc}, clock {clock:.1f} s", flush=True)
 
 
 def run_once(preset: str, recipe: str, changes: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
