@@ -1,7 +1,7 @@
 """Reproduce the reference solution: the `seed` net with the `reference` recipe on the real CIFAR-10.
 
     python bench/reproduce.py [--epochs 20] [--max-steps N] [--data-dir D] [--precision fp32|bf16|auto]
-                              [--channels-last] [--recipe reference]
+                              [--[no-]channels-last] [--recipe reference]
 
 Prints the test accuracy after each epoch beside the reference's own figures (from reference/README.md), and
 the wall time. With --max-steps it trains only that many steps of the first epoch and prints the estimated
@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="train only this many steps, then estimate")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else None)
     parser.add_argument("--recipe", default="reference")
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--precision", help="fp32, bf16, fp16 or auto (default: the recipe's)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="(default: the recipe's)")
     args = parser.parse_args()
 
     data = load_cifar10(args.data_dir)
@@ -57,7 +57,7 @@ def main() -> None:
             ours = f"{100 * event.test_acc:6.2f}" if event.test_acc is not None else "     —"
             print(f"\r{event.epoch:>5}  {ours}  {ref if ref is not None else '—':>9}  {_duration(event.epoch_s):>10}")
 
-    print(f"seed + {args.recipe}: {config.epochs} epochs, batch {config.batch_size}, {config.precision}"
+    print(f"seed + {args.recipe}: {config.epochs} epochs, batch {config.batch_size}, precision {config.precision}"
           f"{' channels_last' if config.channels_last else ''}, data {data.source}")  # fmt: skip
     print("epoch  test %  reference  epoch time")
     start = time.perf_counter()

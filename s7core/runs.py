@@ -66,7 +66,8 @@ class RunInfo:
     epoch: int  # epochs completed
     epochs: int  # epochs planned
     best_accuracy: float | None  # test accuracy of the best checkpoint (0..1)
-    final_accuracy: float | None  # test accuracy after the last completed epoch (0..1)
+    final_accuracy: float | None  # test accuracy after the last epoch whose test accuracy was measured (0..1)
+    best_epoch: int | None  # the epoch of the best checkpoint
     created: str  # ISO 8601, UTC
     preset: str  # the spec's name
     recipe: str | None
@@ -296,6 +297,7 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
         epochs=int(status.get("epochs") or train_cfg.get("epochs") or 0),
         best_accuracy=status.get("best_accuracy"),
         final_accuracy=status.get("final_accuracy"),
+        best_epoch=status.get("best_epoch"),
         created=config.get("created", ""),
         preset=(config.get("spec") or {}).get("name", "?"),
         recipe=config.get("recipe"),

@@ -236,9 +236,16 @@ def _trajectory(config, data):
     return [(h["train_loss"], h["lr"], h["val_acc"], h["best"]) for h in result.history]
 
 
-def test_default_style_training_never_depends_on_test_labels(tiny_data):
-    """Plateau on validation and best checkpoint on validation: changing the test labels changes nothing."""
-    config = quick_config(epochs=3, schedule="plateau", plateau_patience=0, val_split=64, lr=0.2)
+@pytest.mark.parametrize(
+    "config",
+    [
+        get_recipe("default").config.replace(epochs=3, batch_size=32, val_split=64),
+        quick_config(epochs=3, schedule="plateau", plateau_patience=0, val_split=64, lr=0.2),
+    ],
+    ids=["default-recipe", "plateau-on-validation"],
+)
+def test_training_without_plateau_on_test_never_depends_on_test_labels(tiny_data, config):
+    """The schedule and the best checkpoint follow validation: changing the test labels changes nothing."""
     assert _trajectory(config, tiny_data) == _trajectory(config, _with_shuffled_test_labels(tiny_data))
 
 
