@@ -9,7 +9,10 @@ python -m s7core runs
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import signal
 import sys
 import time
@@ -212,10 +215,23 @@ def run_train(args: argparse.Namespace) -> int:
         _, config, _ = read_run_config(run_dir)
         epochs = args.epochs if args.resume else None
         print(f"run folder: {run_dir}", file=sys.stderr)
-        printer = ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)
-        result = execute_run(run_dir, callback=printer, should_stop=stop, epochs=epochs)
-    print(_summary(result, run_dir), file=sys.stderr)
+        printers = [ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)]
+        with contextlib.ExitStack() as files:
+            if not _writes_to(sys.stderr, run_dir / "train.log"):  # a background run's stderr is train.log
+                log = files.enter_context(open(run_dir / "train.log", "a"))
+                printers.append(ProgressPrinter(log, config.batch_size, epochs or config.epochs, plain_every_s=60))
+            result = execute_run(run_dir, lambda event: [p(event) for p in printers], stop, epochs)
+            for p in printers:
+                p.stream.write(_summary(result, run_dir) + "\n")
     return 0
+
+
+def _writes_to(stream: TextIO, path: Path) -> bool:
+    """Whether `stream` is already the file at `path`."""
+    try:
+        return path.exists() and os.path.samestat(os.fstat(stream.fileno()), path.stat())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
 
 
 def _summary(result, run_dir: Path) -> str:

@@ -6,6 +6,10 @@ Python in the hot loop. `train` emits events (StepEvent, EpochEvent) through a c
 it hands plain checkpoint dicts (tensors and plain types only, safe for `torch.load(weights_only=True)`)
 to `on_checkpoint` at every epoch end and when stopped, and continues from one when given `state`.
 
+Speed on the 2-core CPU this was written on (bench/throughput.py, bench/reproduce.py; the machine was shared,
+so figures swing 2x): `seed` trains at 30-80 images/s (fp32, channels_last), so the reference recipe's 20
+epochs take 4-7 hours there, against about 10 minutes on a hosted GPU.
+
 On the CPU the same seed gives the same numbers, and a run resumed from a checkpoint ends with the same
 weights as one never interrupted: the permutation and augmentation generators are re-seeded from
 (seed, epoch) at each epoch start, and their state inside an epoch travels in the checkpoint.

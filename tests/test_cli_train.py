@@ -40,6 +40,8 @@ def test_train_then_evaluate_then_list(tmp_path, spec_file, data_dir, capsys):
     err = capsys.readouterr().err
     assert "epoch 3/3 train loss" in err and "finished 3 epochs" in err and "best test accuracy" in err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+    log = (run_dir / "train.log").read_text()
+    assert "epoch 3/3 train loss" in log and "finished 3 epochs" in log and "\r" not in log
     info = run_info(run_dir)
     assert info.state == "finished" and info.recipe == "default" and info.best_accuracy > 0.8
 
