@@ -63,18 +63,32 @@ def _select_cell(classes: tuple[str, ...]) -> None:
 
 
 def confusion_picker(ev: Evaluation) -> None:
-    """The confusion matrix; clicking a cell filters the gallery to it."""
+    """The confusion matrix; clicking a cell filters the gallery to it.
+
+    Plotly reports clicks on scatter points, not on heatmap cells, so an invisible square marker sits on
+    every cell to catch the click.
+    """
     classes = list(ev.classes)
+    cells_x = [pred for _ in classes for pred in classes]
+    cells_y = [true for true in classes for _ in classes]
     fig = go.Figure(
         go.Heatmap(
             z=ev.confusion, x=classes, y=classes, colorscale="Reds", texttemplate="%{z}", showscale=False,
-            hovertemplate="true %{y}, predicted %{x}: %{z} images — click to show them<extra></extra>",
+            hoverinfo="skip",
         )
+    )  # fmt: skip
+    fig.add_scatter(
+        x=cells_x, y=cells_y, mode="markers", marker=dict(symbol="square", size=28, opacity=0), showlegend=False,
+        customdata=ev.confusion.reshape(-1),
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} images — click to show them<extra></extra>",
     )  # fmt: skip
     fig.update_layout(
         height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted class", yaxis_title="true class",
-        yaxis_autorange="reversed", title="Click a cell to filter", clickmode="event+select",
+        title="Click a cell to filter",
     )  # fmt: skip
+    # Fixed ranges: the markers would otherwise widen the autorange and shift the cells off the plot's edges.
+    fig.update_xaxes(range=[-0.5, len(classes) - 0.5])
+    fig.update_yaxes(range=[len(classes) - 0.5, -0.5])  # first class at the top
     st.plotly_chart(
         fig, key=CHART_KEY, on_select=lambda: _select_cell(ev.classes), selection_mode="points",
         config={"displayModeBar": False},

@@ -240,7 +240,8 @@ def watch_run(run_dir: Path) -> None:
     acc = {"accuracy": "train (running)", "train_acc": "train", "val_acc": "validation", "test_acc": "test"}
     cols[0].plotly_chart(_curve(steps + epochs, loss, "Loss", "nats"), key="train_loss_chart")
     cols[1].plotly_chart(_curve(steps + epochs, acc, "Accuracy", "fraction correct"), key="train_acc_chart")
-    cols[2].plotly_chart(_curve(steps + epochs, {"lr": "lr"}, "Learning rate", "lr"), key="train_lr_chart")
+    lr_rows = steps or epochs  # a step line's lr is the next step's; an epoch line's the last one's: keep one kind
+    cols[2].plotly_chart(_curve(lr_rows, {"lr": "lr"}, "Learning rate", "lr"), key="train_lr_chart")
     if info.state == "failed":
         show_error(f"Run {info.name} failed: {info.message}")
 

@@ -1,12 +1,14 @@
 """End to end in a real browser: design, train, study — through `streamlit run app.py` and headless chromium.
 
 The test starts its own server on a free port over a tiny synthetic data set and an empty runs folder,
-edits a layer and watches the RF table follow, trains the `tiny` preset for one epoch from the Train page,
-then opens Results and the Misclassified gallery. It saves a screenshot of every page to tests/artifacts/
-and prints two timings: each page's first render once the server is warm, and edit-to-RF-table latency.
+edits a layer and watches the RF table follow, trains the `tiny` preset for three short epochs from the Train
+page, then opens Results and the Misclassified gallery and filters it by clicking a confusion-matrix cell. It
+saves a screenshot of every page to tests/artifacts/ and prints two timings: each page's first render once
+the server is warm, and the latency from a cell edit to the updated RF table.
 
-Needs chromium at /usr/bin/chromium and the playwright package (never `playwright install`); skipped
-without them unless S7_REQUIRE_BROWSER=1.
+With S7_BROWSER_DATA_DIR=<a CIFAR-10 folder> it trains two full epochs on that data instead (minutes on a
+CPU); docs/screenshots/ were taken that way. Needs chromium at /usr/bin/chromium and the playwright package
+(never `playwright install`); skipped without them unless S7_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 
 from s7core import runs
 from s7core.data import make_tiny_cifar10
+from s7core.evaluate import misclassified
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +40,10 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
+# A real CIFAR-10 folder to train on instead of the synthetic set (for the README's screenshots; minutes on a CPU).
+REAL_DATA = os.environ.get("S7_BROWSER_DATA_DIR")
 VIEWPORT = {"width": 1600, "height": 1000}
+SHOT_VIEWPORT = {"width": 1600, "height": 1900}
 FRESH = '[data-testid="stMain"] [data-testid="stElementContainer"][data-stale="false"]'  # drawn by the latest run
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 PAGES = {  # nav title -> what shows the page has drawn its own content (not the previous page's)
@@ -115,7 +121,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     """`streamlit run app.py` on a free port over a tiny data set; its process group is ended afterwards."""
     _browser_or_skip()
     tmp = tmp_path_factory.mktemp("browser")
-    data = make_tiny_cifar10(tmp / "data", n_train=256, n_test=100)
+    data = Path(REAL_DATA) if REAL_DATA else make_tiny_cifar10(tmp / "data", n_train=256, n_test=100)
     runs_dir = tmp / "runs"
     port, log = _free_port(), tmp / "streamlit.log"
     env = {**os.environ, "S7_DATA_DIR": str(data), "S7_RUNS_DIR": str(runs_dir), "XDG_CACHE_HOME": str(tmp / "cache")}
@@ -179,8 +185,11 @@ def _main_metric(page, label: str) -> str:
 def _shoot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.wait_for_timeout(600)  # let charts finish drawing
-    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(SHOT_VIEWPORT)  # the app scrolls inside its own pane: a tall window shows more
+    _idle(page)
+    page.wait_for_timeout(800)  # let charts finish drawing
+    page.screenshot(path=str(path))
+    page.set_viewport_size(VIEWPORT)
     assert path.stat().st_size > 20_000, f"{path} looks empty"
     return path
 
@@ -191,18 +200,22 @@ def _check_no_error(page) -> None:
 
 
 def _open_cell_editor(page, row: int, column: str) -> None:
-    """Open the layer editor's cell editor at (row, column); retried, as the grid may be redrawing."""
+    """Open the layer editor's cell editor at (row, column), checking it holds that cell's value; retried, as
+    the grid may still be settling after a rerun."""
     box = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first.bounding_box()
-    for _ in range(3):
+    for _ in range(4):
         page.mouse.click(box["x"] + 60, box["y"] + 52)  # give the grid the keyboard focus
-        assert page.evaluate(FOCUS_CELL, [row, column]) is not None, f"no cell ({row}, {column}) in the layer editor"
-        page.wait_for_timeout(200)  # the grid moves its selection to the focused cell
+        current = page.evaluate(FOCUS_CELL, [row, column])
+        assert current is not None, f"no cell ({row}, {column}) in the layer editor"
+        page.wait_for_timeout(300)  # the grid moves its selection to the focused cell
         page.keyboard.press("Enter")  # opens the cell's editor
         with contextlib.suppress(Exception):
-            page.wait_for_function("() => document.activeElement?.classList.contains('gdg-input')", timeout=3_000)
+            page.wait_for_function("() => document.activeElement?.classList.contains('gdg-input')", timeout=5_000)
             page.wait_for_timeout(300)  # the editor fills in the current value first
-            return
+            if page.evaluate("() => document.activeElement.value") == current.strip():
+                return
         page.keyboard.press("Escape")
+        _idle(page)
     pytest.fail(f"the layer editor's cell ({row}, {column}) did not open for editing")
 
 
@@ -214,6 +227,7 @@ def _edit_cell(page, row: int, column: str, value: str, expect_rf: str) -> float
     page.keyboard.press("ControlOrMeta+a")
     page.keyboard.type(value)
     page.wait_for_function("(v) => document.activeElement?.value === v", arg=value, timeout=5_000)
+    page.wait_for_timeout(300)  # the editor takes the typed text into its state before Enter commits it
     start = time.perf_counter()
     page.keyboard.press("Enter")
     page.wait_for_function(f"(before) => ({RF_TABLE_TEXT})() !== before", arg=before, timeout=15_000)
@@ -275,17 +289,18 @@ def _architecture(page) -> list[float]:
 
 def _train(page, runs_dir: Path) -> None:
     """Launch one epoch of the tiny preset and watch it finish."""
+    epochs, batch = (2, 128) if REAL_DATA else (3, 32)  # synthetic: about 70% after 3 short epochs
     _select(page, "Network", "preset: tiny")
-    _set_number(page, "epochs", 1)
-    _set_number(page, "batch_size", 64)
+    _set_number(page, "epochs", epochs)
+    _set_number(page, "batch_size", batch)
     _expand(page, "Regularisation and evaluation")
     _set_number(page, "val_split", 0)
     page.locator('[data-testid="stMain"] button').filter(has_text="Launch training").click()
     page.get_by_text("started in the background").wait_for(timeout=30_000)
     progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
-    progress.filter(has_text="finished").wait_for(timeout=150_000)
+    progress.filter(has_text="finished").wait_for(timeout=600_000 if REAL_DATA else 150_000)
     (info,) = runs.list_runs(runs_dir)
-    assert info.state == "finished" and info.preset == "tiny" and info.epoch == 1
+    assert info.state == "finished" and info.preset == "tiny" and info.epoch == epochs
     page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(timeout=15_000)
     _check_no_error(page)
     _shoot(page, "train")
@@ -301,16 +316,38 @@ def _results(page, runs_dir: Path) -> None:
     _shoot(page, "results")
 
 
-def _misclassified(page) -> None:
-    """The gallery of mistakes, enlarged, with true and predicted classes."""
-    images = page.locator('[data-testid="stMain"] [data-testid="stImage"] img')
+def _misclassified(page, runs_dir: Path) -> None:
+    """The gallery of mistakes, enlarged; a click on a confusion-matrix cell filters it to that cell."""
+    images = page.locator(f'{FRESH} [data-testid="stImage"] img')
     assert 0 < images.count() <= 24
     assert "→" in page.locator('[data-testid="stImageCaption"]').first.inner_text()
     assert images.first.evaluate("img => img.naturalWidth") == 128  # 32x32 shown 4x, pixel for pixel
+    (info,) = runs.list_runs(runs_dir)
+    evaluation = runs.load_predictions(info.path)
+    wrong = misclassified(evaluation)
+    true, pred = int(evaluation.labels[wrong[-1]]), int(evaluation.predictions[wrong[-1]])
+    _click_confusion_cell(page, true, pred, len(evaluation.classes))
+    summary = f"{evaluation.confusion[true, pred]} misclassified images shown by this filter"
+    page.locator(FRESH).filter(has_text=summary).first.wait_for(timeout=15_000)
+    true_box = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(has_text="True class")
+    shown = true_box.evaluate("b => b.innerText + ' ' + [...b.querySelectorAll('input')].map(i => i.value).join(' ')")
+    assert evaluation.classes[true] in shown, shown
+    captions = page.locator(f'{FRESH} [data-testid="stImageCaption"]').all_inner_texts()
+    assert captions and all(f"{evaluation.classes[true]} → {evaluation.classes[pred]}" in c for c in captions)
     _check_no_error(page)
     _shoot(page, "misclassified")
 
 
+def _click_confusion_cell(page, row: int, column: int, classes: int) -> None:
+    """Click the middle of cell (row = true class, column = predicted class) of the confusion heatmap."""
+    _idle(page)
+    area = page.locator(f"{FRESH} .js-plotly-plot .nsewdrag").first.bounding_box()
+    x = area["x"] + (column + 0.5) * area["width"] / classes
+    y = area["y"] + (row + 0.5) * area["height"] / classes  # the first true class is drawn at the top
+    page.mouse.click(x, y)
+
+
+@pytest.mark.timeout(900 if REAL_DATA else 300)
 def test_design_train_and_study_in_the_browser(server: tuple[str, Path]) -> None:
     sync_api = _browser_or_skip()
     url, runs_dir = server
@@ -333,7 +370,7 @@ def test_design_train_and_study_in_the_browser(server: tuple[str, Path]) -> None
             first_render["Results"] = _open(page, "Results")
             _results(page, runs_dir)
             first_render["Misclassified"] = _open(page, "Misclassified")
-            _misclassified(page)
+            _misclassified(page, runs_dir)
             again = {title: statistics.median(_open(page, title) for _ in range(3)) for title in PAGES}
         except Exception:
             with contextlib.suppress(Exception):
