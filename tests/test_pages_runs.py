@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,6 +144,22 @@ def test_a_launch_beyond_the_limit_is_queued(empty_runs: Path, with_data: Path) 
     assert runs.run_info(empty_runs / "second").state == "queued"
     table = at.dataframe[-1].value
     assert dict(zip(table["run"], table["state"], strict=True)) == {"second": "queued", "busy": "running"}
+
+
+def test_the_stop_button_signals_the_training_process(empty_runs: Path, with_data: Path) -> None:
+    run_dir = runs.create_run(get_preset("tiny"), TrainConfig(epochs=1), name="long", data_dir=with_data)
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # plays the trainer
+    try:
+        status = runs.read_status(run_dir) | {"state": "running", "pid": trainer.pid}
+        runs.write_json_atomic(run_dir / "status.json", status | {"pid_start": runs.process_start(trainer.pid)})
+        at = _page("train")
+        assert at.selectbox(key="train_watch_run").value == "long"
+        at.button(key="stop_long").click().run()
+        assert not at.exception
+        assert trainer.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        trainer.kill()
+        trainer.wait()
 
 
 # ---------------------------------------------------------------- a finished run
