@@ -311,11 +311,12 @@ def test_a_checkpoint_of_another_network_is_a_user_error(tiny_data):
 
 @pytest.mark.realdata
 def test_seed_learns_on_real_cifar10(real_data_dir):
-    """A few dozen steps of the reference recipe (batch 32) lower the loss on a fixed batch of training images."""
+    """30 steps of the reference recipe (batch 32) lower the loss on a fixed batch of training images (2.48 to
+    2.12 when written)."""
     data = load_cifar10(real_data_dir)
     probe_x, probe_y = torch.as_tensor(data.train_images[:128]), torch.as_tensor(data.train_labels[:128])
     small = dataclasses.replace(data, test_images=data.test_images[:32], test_labels=data.test_labels[:32])
-    config = get_recipe("reference").config.replace(max_steps=40, precision="auto", channels_last=True)
+    config = get_recipe("reference").config.replace(max_steps=30, precision="auto", channels_last=True)
 
     def probe_loss(model) -> float:  # batch statistics (train mode): 40 steps leave BN running stats unsettled
         with torch.no_grad():
@@ -324,5 +325,6 @@ def test_seed_learns_on_real_cifar10(real_data_dir):
     torch.manual_seed(config.seed)
     before = probe_loss(build_model(get_preset("seed")))
     result = train(get_preset("seed"), config, small)
-    assert result.global_step == 40
-    assert probe_loss(result.model) < before - 0.05
+    assert result.global_step == 30
+    after = probe_loss(result.model)
+    assert after < before - 0.05, (before, after)
