@@ -12,7 +12,8 @@ epochs take 4-7 hours there, against about 10 minutes on a hosted GPU.
 
 On the CPU the same seed gives the same numbers, and a run resumed from a checkpoint ends with the same
 weights as one never interrupted: the permutation and augmentation generators are re-seeded from
-(seed, epoch) at each epoch start, and their state inside an epoch travels in the checkpoint.
+(seed, epoch) at each epoch start, and their state inside an epoch travels in the checkpoint. On a GPU some
+cuDNN kernels are not deterministic, so there the two agree closely but not bit for bit.
 """
 
 from __future__ import annotations

@@ -318,7 +318,7 @@ def test_seed_learns_on_real_cifar10(real_data_dir):
     small = dataclasses.replace(data, test_images=data.test_images[:32], test_labels=data.test_labels[:32])
     config = get_recipe("reference").config.replace(max_steps=30, precision="auto", channels_last=True)
 
-    def probe_loss(model) -> float:  # batch statistics (train mode): 40 steps leave BN running stats unsettled
+    def probe_loss(model) -> float:  # batch statistics (train mode): 30 steps leave BN running stats unsettled
         with torch.no_grad():
             return torch.nn.functional.cross_entropy(model.train()(normalize(probe_x)), probe_y).item()
 
