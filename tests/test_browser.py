@@ -322,6 +322,7 @@ def _misclassified(page, runs_dir: Path) -> None:
     assert 0 < images.count() <= 24
     assert "→" in page.locator('[data-testid="stImageCaption"]').first.inner_text()
     assert images.first.evaluate("img => img.naturalWidth") == 128  # 32x32 shown 4x, pixel for pixel
+    _shoot(page, "misclassified")
     (info,) = runs.list_runs(runs_dir)
     evaluation = runs.load_predictions(info.path)
     wrong = misclassified(evaluation)
@@ -334,8 +335,31 @@ def _misclassified(page, runs_dir: Path) -> None:
     assert evaluation.classes[true] in shown, shown
     captions = page.locator(f'{FRESH} [data-testid="stImageCaption"]').all_inner_texts()
     assert captions and all(f"{evaluation.classes[true]} → {evaluation.classes[pred]}" in c for c in captions)
+    plain = images.first.get_attribute("src")
+    _select(page, "Grad-CAM layer", _gradcam_layer_with_evidence(info.path, misclassified(evaluation, true, pred)[0]))
+    page.wait_for_function(
+        "([sel, old]) => { const i = document.querySelector(sel); return i && i.getAttribute('src') !== old; }",
+        arg=[f'{FRESH} [data-testid="stImage"] img', plain],
+        timeout=30_000,
+    )  # the first image is now tinted where that layer found evidence for the predicted class
     _check_no_error(page)
-    _shoot(page, "misclassified")
+    _shoot(page, "misclassified_gradcam")
+
+
+def _gradcam_layer_with_evidence(run_dir: str, image: int) -> str:
+    """The menu label of the latest layer whose Grad-CAM map of one test image is not all zero."""
+    import torch
+
+    from s7core.data import load_cifar10, normalize
+    from s7core.gradcam import grad_cam, gradcam_layers
+
+    model = runs.load_run_model(run_dir)
+    batch = normalize(load_cifar10(runs.run_data_dir(run_dir)).test_images[torch.tensor([image])])
+    found = [name for name in gradcam_layers(model) if grad_cam(model, batch, name).max() > 0]
+    assert found, "no layer has any evidence for the predicted class"
+    position, *part = found[-1].split(".")[1:]
+    label = f"layer {position}: {model.spec.layers[int(position)].label()}"
+    return f"{label} ({part[0]} part)" if part else label
 
 
 def _click_confusion_cell(page, row: int, column: int, classes: int) -> None:
