@@ -170,7 +170,10 @@ def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.nd
             pixels = enlarge(images[i] if cams is None else tint(images[i], cams[k]))
             true, pred = ev.classes[ev.labels[i]], ev.classes[ev.predictions[i]]
             with col:
-                st.image(pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})", output_format="PNG")
+                st.image(
+                    pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})", width=pixels.shape[1],
+                    output_format="PNG",
+                )  # fmt: skip  # shown at its own size: one screen pixel per enlarged pixel, never resampled
                 st.caption(" · ".join(f"{name} {p:.0%}" for name, p in top3(ev, i)))
 
 
