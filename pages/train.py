@@ -45,6 +45,7 @@ FIELD_WIDGETS: dict[str, tuple] = {
     "val_split": ("int", 0, 49_000, 1000, "training images held out to pick the best checkpoint"),
     "ema": ("float", 0.0, 0.99999, None, "moving average of the weights used to evaluate (0 = off)"),
     "tta_flip": ("bool", None, None, None, "evaluate on each image and its mirror image"),
+    "whiten_stem": ("bool", None, None, None, "first conv set from whitened image patches, then frozen"),
     "seed": ("int", 0, 2**31 - 1, 1, "seeds weights, split, batch order and augmentation"),
     "device": ("choice", ("auto", "cpu", "cuda"), None, None, "auto: CUDA when available, else CPU"),
     "channels_last": ("bool", None, None, None, "NHWC memory layout (faster on some GPUs)"),
@@ -63,7 +64,7 @@ GROUPS = {
     "Learning-rate schedule": (
         "schedule", "warmup", "step_size", "gamma", "plateau_factor", "plateau_patience", "plateau_on_test",
     ),
-    "Regularisation and evaluation": ("label_smoothing", "ema", "tta_flip", "val_split", "eval_every"),
+    "Regularisation and evaluation": ("label_smoothing", "ema", "tta_flip", "whiten_stem", "val_split", "eval_every"),
     "Device and reproducibility": ("device", "precision", "channels_last", "seed", "max_steps"),
 }  # fmt: skip
 
@@ -85,15 +86,30 @@ def _widget(spec: tuple, label: str, value: Any, key: str) -> Any:
     return float(st.number_input(label, low, high, float(value), step, format=fmt, key=key, help=help_text))
 
 
+def _plain_widget(value: Any) -> tuple:
+    """Widget settings for a training field this page does not know yet, from its value's type."""
+    if isinstance(value, bool):
+        return ("bool", None, None, None, None)
+    if isinstance(value, int):
+        return ("int", 0, 10**9, 1, None)
+    return ("float", 0.0, 1e9, None, None)
+
+
 def _config_form(base: TrainConfig, prefix: str) -> dict[str, Any]:
     """The recipe's settings as inputs; returns the values as TrainConfig.from_dict takes them."""
     values = base.to_dict()
-    for title, names in GROUPS.items():
+    shown = {name for names in GROUPS.values() for name in names} | {"augment"}
+    others = tuple(n for n, v in values.items() if n not in shown and isinstance(v, (bool, int, float)))
+    for title, group in {**GROUPS, "Other settings": others}.items():
+        names = [name for name in group if name in values]
+        if not names:
+            continue
         with st.expander(title, expanded=title == "Optimizer"):
             cols = st.columns(3)
             for i, name in enumerate(names):
                 with cols[i % 3]:
-                    values[name] = _widget(FIELD_WIDGETS[name], name, values[name], f"{prefix}_{name}")
+                    spec = FIELD_WIDGETS.get(name) or _plain_widget(values[name])
+                    values[name] = _widget(spec, name, values[name], f"{prefix}_{name}")
     with st.expander("Augmentation"):
         cols = st.columns(4)
         augment = dict(values["augment"])
