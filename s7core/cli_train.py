@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_evaluate)
 
+    p = subparsers.add_parser("data", help="say where CIFAR-10 is (exit 1 when missing), or download it")
+    p.add_argument("--data-dir", help="data folder (default: $S7_DATA_DIR or the data cache)")
+    p.add_argument("--download", action="store_true", help="download the official archive if it is not there")
+    p.set_defaults(run=run_data)
+
     p = subparsers.add_parser("runs", help="list the runs and their states")
     p.add_argument("--runs-dir", help="runs root (default: $S7_RUNS_DIR or ./runs)")
     p.add_argument("--stop", metavar="RUN", help="ask this run to stop (it saves a checkpoint first)")
@@ -298,6 +303,17 @@ def evaluation_tables(ev) -> str:
 
 def _num(value: float) -> float | None:
     return None if value != value else float(value)  # nan -> None
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """Print where the data set is, or the fix; download it first with --download."""
+    from s7core import data
+
+    if args.download and not data.find_cifar10(args.data_dir).found:
+        data.download_cifar10(data.resolve_data_dir(args.data_dir), data.CIFAR10_URL, data.CIFAR10_MD5)
+    status = data.find_cifar10(args.data_dir)
+    print(status.message)
+    return 0 if status.found else 1
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

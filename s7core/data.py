@@ -20,18 +20,16 @@ crop + flip, 2 ms with cutout, 20-25 ms with the random affine on the CPU.
 Design choices: the crop pads by reflection, not zeros, so a shifted image has no black
 border the net could learn to key on and keeps its colour statistics; cutout sets its
 square to 0 after normalising, i.e. the mean colour, the least informative value.
-`python -m s7core.data [--data-dir DIR] [--download]` says where the data is, or fetches it.
+`python -m s7core data [--data-dir DIR] [--download]` says where the data is, or fetches it.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import io
 import os
 import pickle
 import shutil
-import sys
 import tarfile
 import tempfile
 import threading
@@ -74,7 +72,7 @@ TEST_BATCH = "test_batch"
 FOLDERS = {"bin": "cifar-10-batches-bin", "py": "cifar-10-batches-py"}
 ARCHIVES = {"bin": "cifar-10-binary.tar.gz", "py": "cifar-10-python.tar.gz"}
 DATA_ENV = "S7_DATA_DIR"
-DOWNLOAD_COMMAND = "python -m s7core.data --download"
+DOWNLOAD_COMMAND = "python -m s7core data --download"
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total; total 0 when unknown)
 
@@ -855,23 +853,6 @@ def augment_batch(
     return x
 
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m s7core.data [--data-dir DIR] [--download]: say where CIFAR-10 is, or fetch it; 0 when found."""
-    parser = argparse.ArgumentParser(prog="python -m s7core.data", description="Find or download CIFAR-10 for s7.")
-    parser.add_argument("--data-dir", help=f"data folder (default: ${DATA_ENV} or {default_data_dir()})")
-    parser.add_argument("--download", action="store_true", help="download the official archive if it is not there")
-    args = parser.parse_args(argv)
-    try:
-        if args.download and not find_cifar10(args.data_dir).found:
-            download_cifar10(resolve_data_dir(args.data_dir), CIFAR10_URL, CIFAR10_MD5)  # torchvision shows progress
-        status = find_cifar10(args.data_dir)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(status.message)
-    return 0 if status.found else 1
-
-
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
@@ -892,6 +873,3 @@ __all__ = [
     "synthetic_cifar10",
     "write_cifar10",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -421,18 +421,20 @@ def test_download_from_server_without_head(tmp_path, arrays, monkeypatch):
 
 
 def test_command_line_finds_and_downloads(tmp_path, arrays, http_folder, monkeypatch, capsys):
+    from s7core.__main__ import main as cli
+
     served, base = http_folder
     source = write_cifar10(tmp_path / "src", *arrays, format="py")
     make_archive(served / D.ARCHIVES["py"], source, D.FOLDERS["py"])
     monkeypatch.setattr(D, "CIFAR10_URL", f"{base}/{D.ARCHIVES['py']}")
     monkeypatch.setattr(D, "CIFAR10_MD5", None)
     cache = tmp_path / "cache"
-    assert D.main(["--data-dir", str(cache)]) == 1
-    assert f"python -m s7core.data --download --data-dir {cache}" in capsys.readouterr().out
-    assert D.main(["--data-dir", str(cache), "--download"]) == 0
+    assert cli(["data", "--data-dir", str(cache)]) == 1
+    assert f"python -m s7core data --download --data-dir {cache}" in capsys.readouterr().out
+    assert cli(["data", "--data-dir", str(cache), "--download"]) == 0
     assert f"CIFAR-10 (python version) in {cache / 'cifar-10-batches-py'}" in capsys.readouterr().out
     monkeypatch.setattr(D, "CIFAR10_URL", f"{base}/gone.tar.gz")
-    assert D.main(["--data-dir", str(tmp_path / "other"), "--download"]) == 2
+    assert cli(["data", "--data-dir", str(tmp_path / "other"), "--download"]) == 2
     assert "error: cannot reach" in capsys.readouterr().err
 
 
