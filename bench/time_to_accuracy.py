@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 
-from s7core.data import load_cifar10
-from s7core.errors import UserError
-from s7core.model import build_model, count_parameters
-from s7core.receptive_field import global_rf
-from s7core.spec import get_preset
-from s7core.train import EpochEvent, StepEvent, get_recipe, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing s7core
+from s7core.data import load_cifar10  # noqa: E402
+from s7core.errors import UserError  # noqa: E402
+from s7core.model import build_model, count_parameters  # noqa: E402
+from s7core.receptive_field import global_rf  # noqa: E402
+from s7core.spec import get_preset  # noqa: E402
+from s7core.train import EpochEvent, StepEvent, get_recipe, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data"  # the team's read-only copy, when present
 THRESHOLDS = (0.80, 0.85, 0.90, 0.93)
