@@ -5,7 +5,18 @@ set), so every choice made with it is fair. Prints seconds and validation accura
 each epoch, with the multiply-adds of the net, so the cost of a design is known before
 it is trained.
 
-    python bench/fast_explore.py --arch a32 --epochs 6 --batch 512 --lr 0.2
+    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python bench/fast_explore.py --arch s24 --epochs 5 --batch 256 --lr 0.2 --whiten 1
+
+What it found on the 2-core development machine (AMD EPYC, AVX-512 BF16; shared and busy, so the
+timings are CPU seconds of one thread, batch 512, bf16 autocast, channels-last, one training step):
+a32 (3x3 stem at 32x32) 0.28 s, p32 (same convs, pools before BN/ReLU) 0.21 s, s24 (2x2 stride-2
+stem) 0.17 s, s32 0.26 s, w48 0.64 s, w64 0.98 s. A 3-channel conv at full resolution runs at a
+few GFLOP/s, so the stride-2 stem alone saves a third of a step. Validation accuracy (5,000 held
+out, flip TTA), s24:
+- batch 512, lr 0.4, 6 epochs: plain stem 50.6% after epoch 1, 74.2% after 4 (run cut there);
+  whitened frozen stem 58.8% after 1, 77.7% after 4, 81.4% after 6;
+- whitened, batch 256, lr 0.2: 82.0% after 6 epochs, 81.1% after a 5-epoch schedule (the `fast` recipe).
+OMP_WAIT_POLICY=PASSIVE: on the busy machine a step took a median 0.65 s with it and 2.7 s without.
 """
 
 from __future__ import annotations

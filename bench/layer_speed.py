@@ -4,6 +4,16 @@ Times forward + backward of one conv layer (dense 3x3, depthwise 3x3, pointwise 
 sizes the fast presets use, and prints GFLOP/s (2 FLOPs a multiply-add, backward = 2x forward).
 
     python bench/layer_speed.py --batch 256
+
+Measured on the 2-core development machine (AMD EPYC, AVX-512 BF16) while it was nearly idle, GFLOP/s
+as fp32 / fp32 channels-last / bf16 / bf16 channels-last:
+dense 3->64 at 32x32: 10 / 43 / 12 / 32; dense 64->64 at 32: 165 / 286 / 259 / 190;
+dense 128->128 at 16: 281 / 403 / 588 / 597; dense 256->256 at 8: 379 / 463 / 796 / 808;
+depthwise 64 at 32: 5 / 12 / 6 / 8; depthwise 256 at 8, dilation 2: 3 / 8 / 4 / 6;
+pointwise 128->256 at 8: 202 / 303 / 356 / 425.
+So: bf16 + channels-last for the dense convs of 64+ channels (about 2x), depthwise convs are memory
+bound at any precision (keep them few and at small maps), and a conv on the 3 colour channels at
+full resolution is slow whatever the setting (a 2x2 stride-2 stem avoids it).
 """
 
 from __future__ import annotations
