@@ -5,7 +5,7 @@ set), so every choice made with it is fair. Prints seconds and validation accura
 each epoch, with the multiply-adds of the net, so the cost of a design is known before
 it is trained.
 
-    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python bench/fast_explore.py --arch s24 --epochs 5 --batch 256 --lr 0.2 --whiten 1
+    PYTHONPATH=. python bench/fast_explore.py --arch s24 --epochs 5 --batch 256 --lr 0.2 --whiten 1
 
 What it found on the 2-core development machine (AMD EPYC, AVX-512 BF16; shared and busy, so the
 timings are CPU seconds of one thread, batch 512, bf16 autocast, channels-last, one training step):
