@@ -298,7 +298,7 @@ def _train(page, runs_dir: Path) -> None:
     page.locator('[data-testid="stMain"] button').filter(has_text="Launch training").click()
     page.get_by_text("started in the background").wait_for(timeout=30_000)
     progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')
-    progress.filter(has_text="finished").wait_for(timeout=600_000 if REAL_DATA else 150_000)
+    progress.filter(has_text="finished").first.wait_for(timeout=600_000 if REAL_DATA else 150_000)
     (info,) = runs.list_runs(runs_dir)
     assert info.state == "finished" and info.preset == "tiny" and info.epoch == epochs
     page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(timeout=15_000)
