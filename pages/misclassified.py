@@ -16,6 +16,7 @@ from pages._shared import show_error
 from s7core import runs
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, misclassified
+from s7core.gradcam import overlay
 
 PER_PAGE = 24
 COLUMNS = 6
@@ -112,19 +113,6 @@ def enlarge(image_chw: np.ndarray) -> np.ndarray:
     return image_chw.transpose(1, 2, 0).repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
 
 
-def tint(image_chw: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """The image with a Grad-CAM map laid over it: hot places turn red to yellow, cold ones stay as they are."""
-    heat = np.stack([np.ones_like(cam), cam, np.zeros_like(cam)]) * 255  # (3, H, W): red at 0, yellow at 1
-    alpha = 0.65 * cam[None]  # opacity grows with the evidence
-    return (image_chw * (1 - alpha) + heat * alpha).round().astype(np.uint8)
-
-
-def top3(ev: Evaluation, index: int) -> list[tuple[str, float]]:
-    """The three most probable classes of one image with their probabilities."""
-    probs = ev.probabilities[index]
-    return [(ev.classes[c], float(probs[c])) for c in np.argsort(-probs, kind="stable")[:3]]
-
-
 def _layer_label(model, name: str) -> str:
     """'layers.6.depthwise' as 'layer 6: sepconv 48 3x3 d2 p2 (depthwise part)'."""
     parts = name.split(".")
@@ -138,8 +126,8 @@ def gradcam_controls(run: runs.RunInfo):
     """The Grad-CAM layer the user picks (None = off) and the run's model."""
     from s7core.gradcam import gradcam_layers
 
-    ckpt = Path(run.path) / "checkpoint_best.pt"
-    model = run_model(run.path, ckpt.stat().st_mtime if ckpt.exists() else 0.0)
+    ckpt = runs.checkpoint_path(run.path)
+    model = run_model(run.path, ckpt.stat().st_mtime if ckpt else 0.0)
     layer = st.selectbox(
         "Grad-CAM layer", ["off", *gradcam_layers(model)], key="mis_gradcam",
         format_func=lambda name: _layer_label(model, name),
@@ -167,14 +155,14 @@ def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.nd
         cols = st.columns(COLUMNS)
         for col, k in zip(cols, range(row, min(row + COLUMNS, len(indices))), strict=False):
             i = int(indices[k])
-            pixels = enlarge(images[i] if cams is None else tint(images[i], cams[k]))
+            pixels = enlarge(images[i] if cams is None else overlay(images[i], cams[k]))
             true, pred = ev.classes[ev.labels[i]], ev.classes[ev.predictions[i]]
             with col:
                 st.image(
                     pixels, caption=f"#{i}: {true} → {pred} ({ev.confidence[i]:.0%})", width=pixels.shape[1],
                     output_format="PNG",
                 )  # fmt: skip  # shown at its own size: one screen pixel per enlarged pixel, never resampled
-                st.caption(" · ".join(f"{name} {p:.0%}" for name, p in top3(ev, i)))
+                st.caption(" · ".join(f"{name} {p:.0%}" for name, p in ev.top_k(i, 3)))
 
 
 def page() -> None:
@@ -201,8 +189,8 @@ def page() -> None:
     shown = wrong[(number - 1) * PER_PAGE : number * PER_PAGE]
     cams = None
     if layer is not None:
-        ckpt = Path(run.path) / "checkpoint_best.pt"
-        cams = _cams(run.path, ckpt.stat().st_mtime if ckpt.exists() else 0.0, data_dir, layer, tuple(shown))
+        ckpt = runs.checkpoint_path(run.path)
+        cams = _cams(run.path, ckpt.stat().st_mtime if ckpt else 0.0, data_dir, layer, tuple(shown))
     gallery(ev, test_images(data_dir), shown, cams)
 
 

@@ -34,14 +34,6 @@ def predictions(run_dir: str) -> Evaluation | None:
     return _predictions(run_dir, path.stat().st_mtime)
 
 
-def checkpoint_file(run_dir: str) -> Path | None:
-    """The best checkpoint of a run, else its latest, else None."""
-    for name in ("checkpoint_best.pt", "checkpoint_latest.pt"):
-        if (Path(run_dir) / name).is_file():
-            return Path(run_dir) / name
-    return None
-
-
 def choose_runs(infos: list[runs.RunInfo]) -> list[runs.RunInfo]:
     """A multiselect of the runs that trained at least one epoch; the newest finished one by default."""
     usable = [i for i in infos if i.epoch > 0]
@@ -145,7 +137,7 @@ def downloads(info: runs.RunInfo) -> None:
         "Metrics (CSV)", metrics.to_csv(index=False), f"{info.name}-metrics.csv", "text/csv",
         icon=":material/download:", on_click="ignore", key=f"dl_metrics_{info.name}",
     )  # fmt: skip
-    ckpt = checkpoint_file(info.path)
+    ckpt = runs.checkpoint_path(info.path)
     if ckpt is not None:
         cols[1].download_button(
             f"Weights ({ckpt.name}, {ckpt.stat().st_size / 1e6:.1f} MB)", ckpt.read_bytes, f"{info.name}-{ckpt.name}",

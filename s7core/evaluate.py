@@ -74,6 +74,11 @@ class Evaluation:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.diag(conf) / conf.sum(axis=0)
 
+    def top_k(self, index: int, k: int = 3) -> list[tuple[str, float]]:
+        """The k most probable classes of image `index`, with their probabilities, most probable first."""
+        probs = self.probabilities[index]
+        return [(self.classes[c], float(probs[c])) for c in np.argsort(-probs, kind="stable")[:k]]
+
     @property
     def confidence(self) -> np.ndarray:
         """(N,) float32: the probability the model gave its own prediction."""

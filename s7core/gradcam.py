@@ -112,3 +112,13 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: str, target: torch.T
     peak = cam.amax((1, 2), keepdim=True)  # (N, 1, 1)
     cam = torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
     return cam.detach().double().cpu().numpy()
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, strength: float = 0.65) -> np.ndarray:
+    """A (3, H, W) uint8 image with a Grad-CAM map (H, W) in [0, 1] laid over it, as (3, H, W) uint8.
+
+    Hot places turn red to yellow with an opacity that grows with the map; cold places keep their colours.
+    """
+    heat = np.stack([np.ones_like(cam), cam, np.zeros_like(cam)]) * 255  # (3, H, W): red at 0, yellow at 1
+    alpha = strength * cam[None]  # (1, H, W)
+    return (image * (1 - alpha) + heat * alpha).round().astype(np.uint8)

@@ -571,6 +571,14 @@ def _save_predictions(run_dir: Path, spec: NetworkSpec, config: TrainConfig, dat
 # ---------------------------------------------------------------- using a finished run
 
 
+def checkpoint_path(run_dir: str | os.PathLike, which: str = "best") -> Path | None:
+    """The run's best checkpoint (falling back to the latest) or its latest; None before the first epoch ends."""
+    if which not in ("best", "latest"):
+        raise RunError(f"which must be 'best' or 'latest', got {which!r}")
+    names = ("checkpoint_best.pt", "checkpoint_latest.pt") if which == "best" else ("checkpoint_latest.pt",)
+    return next((Path(run_dir) / n for n in names if (Path(run_dir) / n).is_file()), None)
+
+
 def load_run_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
     """The run's model on the CPU in eval mode, from checkpoint_best.pt (falling back to the latest) or
     checkpoint_latest.pt; the averaged weights when the run used ema."""
@@ -578,9 +586,7 @@ def load_run_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module
         raise RunError(f"which must be 'best' or 'latest', got {which!r}")
     run_dir = Path(run_dir)
     spec, _, _ = read_run_config(run_dir)
-    path = run_dir / f"checkpoint_{which}.pt"
-    if which == "best" and not path.exists():
-        path = run_dir / "checkpoint_latest.pt"
+    path = checkpoint_path(run_dir, which) or run_dir / "checkpoint_latest.pt"
     state = load_checkpoint(path)
     model = build_model(spec)
     try:

@@ -129,3 +129,9 @@ def test_damaged_or_missing_file_is_a_user_error_naming_it(tmp_path):
 def test_labels_and_images_must_agree():
     with pytest.raises(UserError, match="3 images but 2 labels"):
         evaluate(PixelOracle(), oracle_images([1, 2, 3]), torch.tensor([1, 2]))
+
+
+def test_top_k_lists_the_most_probable_classes_first():
+    ev = hand_made()
+    assert ev.top_k(3, 3) == [("b", pytest.approx(0.5)), ("c", pytest.approx(0.4)), ("a", pytest.approx(0.1))]
+    assert [name for name, _ in ev.top_k(5, 2)] == ["c", "a"]  # a tie (0.2, 0.2) keeps class order

@@ -129,3 +129,15 @@ def test_bad_requests_are_user_errors():
         grad_cam(model, image, "features", target=torch.tensor([2]))
     with pytest.raises(UserError, match="shape"):
         grad_cam(model, image[0], "features")
+
+
+def test_overlay_keeps_cold_pixels_and_paints_hot_ones():
+    from s7core.gradcam import overlay
+
+    image = np.full((3, 2, 2), 100, dtype=np.uint8)
+    cam = np.array([[0.0, 1.0], [0.5, 0.0]])
+    out = overlay(image, cam, strength=1.0)
+    assert out.dtype == np.uint8 and out.shape == (3, 2, 2)
+    assert out[:, 0, 0].tolist() == [100, 100, 100] and out[:, 1, 1].tolist() == [100, 100, 100]
+    assert out[:, 0, 1].tolist() == [255, 255, 0]  # full evidence: yellow
+    assert out[:, 1, 0].tolist() == [178, 114, 50]  # half: halfway to orange (255, 127.5, 0)

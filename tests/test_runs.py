@@ -178,3 +178,16 @@ def test_stopping_a_queued_run_takes_it_off_the_queue(tmp_path, data_dir):
     status = json.loads((run_dir / "status.json").read_text())
     (run_dir / "status.json").write_text(json.dumps({**status, "state": "queued"}))
     assert stop_run(run_dir).state == "stopped"
+
+
+def test_checkpoint_path_prefers_best_then_latest(tmp_path):
+    from s7core.runs import checkpoint_path
+
+    assert checkpoint_path(tmp_path) is None
+    (tmp_path / "checkpoint_latest.pt").write_bytes(b"x")
+    assert checkpoint_path(tmp_path) == tmp_path / "checkpoint_latest.pt"
+    (tmp_path / "checkpoint_best.pt").write_bytes(b"x")
+    assert checkpoint_path(tmp_path) == tmp_path / "checkpoint_best.pt"
+    assert checkpoint_path(tmp_path, "latest") == tmp_path / "checkpoint_latest.pt"
+    with pytest.raises(UserError):
+        checkpoint_path(tmp_path, "newest")
