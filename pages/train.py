@@ -209,11 +209,8 @@ def _curve(rows: list[dict], series: dict[str, str], title: str, y_title: str, l
 
 def _progress(info: runs.RunInfo, last_step: dict | None) -> None:
     """Progress bar, epoch, throughput and time left of one run."""
-    done = info.epoch / info.epochs if info.epochs else 0.0
-    if info.state == "running" and last_step and last_step.get("epoch", 0) > info.epoch:
-        done = (info.epoch + last_step["step"] / last_step["steps_per_epoch"]) / info.epochs
     text = info.state if info.message in ("", info.state) else f"{info.state}: {info.message}"
-    st.progress(min(done, 1.0), text=text)
+    st.progress(runs.progress_fraction(info, last_step), text=text)
 
 
 def _figures(info: runs.RunInfo, epochs: list[dict], steps: list[dict]) -> None:

@@ -571,6 +571,16 @@ def _save_predictions(run_dir: Path, spec: NetworkSpec, config: TrainConfig, dat
 # ---------------------------------------------------------------- using a finished run
 
 
+def progress_fraction(info: RunInfo, last_step: dict | None = None) -> float:
+    """How much of the run is done, 0 to 1: finished epochs, plus the running epoch's share from its last step line."""
+    if not info.epochs:
+        return 0.0
+    done = info.epoch / info.epochs
+    if info.state == "running" and last_step and last_step.get("epoch", 0) > info.epoch:
+        done = (info.epoch + last_step["step"] / last_step["steps_per_epoch"]) / info.epochs
+    return min(max(done, 0.0), 1.0)
+
+
 def checkpoint_path(run_dir: str | os.PathLike, which: str = "best") -> Path | None:
     """The run's best checkpoint (falling back to the latest) or its latest; None before the first epoch ends."""
     if which not in ("best", "latest"):

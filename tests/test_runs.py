@@ -191,3 +191,16 @@ def test_checkpoint_path_prefers_best_then_latest(tmp_path):
     assert checkpoint_path(tmp_path, "latest") == tmp_path / "checkpoint_latest.pt"
     with pytest.raises(UserError):
         checkpoint_path(tmp_path, "newest")
+
+
+def test_progress_fraction_counts_epochs_and_the_running_epochs_steps():
+    from s7core.runs import RunInfo, progress_fraction
+
+    def info(state: str, epoch: int, epochs: int) -> RunInfo:
+        return RunInfo("r", "r", state, epoch, epochs, None, None, None, "", "tiny", None)
+
+    running = info("running", 1, 4)
+    assert progress_fraction(running) == 0.25
+    assert progress_fraction(running, {"epoch": 2, "step": 50, "steps_per_epoch": 100}) == 0.375
+    assert progress_fraction(running, {"epoch": 1, "step": 100, "steps_per_epoch": 100}) == 0.25  # a stale step line
+    assert progress_fraction(info("queued", 0, 0)) == 0.0
