@@ -35,6 +35,14 @@ CASES = [  # name, in channels, out channels, size, groups, kernel, dilation
     ("depthwise 128 @16 d2", 128, 128, 16, 128, 3, 2),
     ("depthwise 256 @8 d2", 256, 256, 8, 256, 3, 2),
     ("pointwise 128->256 @8", 128, 256, 8, 1, 1, 1),
+    # the 3x3 layers of the fast preset
+    ("fast: dense 24->64 @16", 24, 64, 16, 1, 3, 1),
+    ("fast: dense 64->128 @8", 64, 128, 8, 1, 3, 1),
+    ("fast: depthwise 128 @4 d2", 128, 128, 4, 128, 3, 2),
+    ("fast: pointwise 128->256 @4", 128, 256, 4, 1, 1, 1),
+    # the best preset's widest layers
+    ("best: dense 24->64 @32", 24, 64, 32, 1, 3, 1),
+    ("best: depthwise 256 @4 d2", 256, 256, 4, 256, 3, 2),
 ]
 
 

@@ -514,7 +514,7 @@ def _conv_pool_bn_relu(channels: int) -> list[Layer]:
     "fast",
     "Built for speed on a CPU: a 2x2 stride-2 stem takes the image to 16x16 at once, pools come before BN "
     "and ReLU, the dilated separable conv runs at 4x4. 125k parameters, 8.9M multiply-adds, RF 76; with the "
-    "'fast' recipe 81.1% test accuracy after 5 epochs, 53 s on 2 CPU cores.",
+    "'fast' recipe 81.2% test accuracy after 5 epochs (mean of 3 seeds), 52-56 s on 2 CPU cores.",
 )
 def _fast() -> list[Layer]:
     return [
@@ -529,7 +529,8 @@ def _fast() -> list[Layer]:
 @register_preset(
     "best",
     "For accuracy in a quarter hour on a CPU: two 3x3 convs a stage at 32, 16 and 8 pixels (pools before BN "
-    "and ReLU), a dilated separable conv at 4x4. 640k parameters, 73M multiply-adds, RF 92.",
+    "and ReLU), a dilated separable conv at 4x4. 640k parameters, 73M multiply-adds, RF 92; with the 'best' "
+    "recipe 91.8% test accuracy after 14 epochs (mean of 3 seeds), about 13 min on 2 CPU cores.",
 )
 def _best() -> list[Layer]:
     return [
