@@ -19,7 +19,7 @@ from s7core import runs
 from s7core.data import AugmentConfig
 from s7core.errors import UserError
 from s7core.spec import PRESETS, get_preset
-from s7core.train import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig
+from s7core.train import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_recipe
 
 ACTIVE = ("queued", "running")
 WATCH_KEY = "train_watch_run"
@@ -161,8 +161,8 @@ def launch_section() -> None:
     with left:
         spec = _choose_network()
         names = list(RECIPES)
-        recipe_name = st.selectbox(
-            "Recipe", names, index=names.index("default") if "default" in names else 0, key="train_recipe"
+        recipe_name = st.selectbox(  # keyed by network, so picking fast or best also picks its own recipe
+            "Recipe", names, index=names.index(default_recipe(spec.name)), key=f"train_recipe_{spec.name}"
         )
         recipe = RECIPES[recipe_name]
         if recipe.config.plateau_on_test:

@@ -281,6 +281,11 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
+def default_recipe(network_name: str) -> str:
+    """The recipe a network was tuned with (a preset's own recipe, e.g. fast -> fast), else "default"."""
+    return network_name if network_name in RECIPES and network_name != "reference" else "default"
+
+
 # ---------------------------------------------------------------- events and result
 
 

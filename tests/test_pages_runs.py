@@ -96,16 +96,23 @@ def test_train_page_has_its_controls(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
     assert at.selectbox(key="train_network").options[0].startswith("The network being edited")
     assert "tiny" in [o.removeprefix("preset: ") for o in at.selectbox(key="train_network").options]
-    assert at.selectbox(key="train_recipe").value == "default"
+    assert at.selectbox(key="train_recipe_seed").value == "default"
     assert at.number_input(key="train_default_lr").value == pytest.approx(0.05)
     assert at.number_input(key="train_max_concurrent").value == 1
     (launch,) = at.button
     assert launch.label == "Launch training" and not launch.disabled
 
 
+def test_picking_the_fast_preset_picks_its_own_recipe(empty_runs: Path, with_data: Path) -> None:
+    at = _page("train")
+    at.selectbox(key="train_network").select("fast").run()
+    assert at.selectbox(key="train_recipe_fast").value == "fast"
+    assert at.number_input(key="train_fast_batch_size").value == 256
+
+
 def test_reference_recipe_warns_that_it_looks_at_the_test_set(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
-    at.selectbox(key="train_recipe").select("reference").run()
+    at.selectbox(key="train_recipe_seed").select("reference").run()
     assert any("TEST loss" in w.value for w in at.warning)
     assert at.number_input(key="train_reference_batch_size").value == 32
 
