@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from s7core.errors import UserError
+from s7core.files import atomic_write
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane",
@@ -571,14 +572,8 @@ def _run_with_progress(fetch: Callable[[], None], partial: Path, total: int, pro
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        fh.write(payload)
 
 
 def _as_chw(images: np.ndarray) -> np.ndarray:

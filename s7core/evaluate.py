@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from torch import nn
 
 from s7core.data import CIFAR10_CLASSES, normalize
 from s7core.errors import UserError
+from s7core.files import atomic_write
 
 SORTS = ("confidence-desc", "confidence-asc", "index")
 
@@ -100,24 +100,15 @@ class Evaluation:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the arrays to an .npz file atomically (temp file in the same folder, then rename)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    labels=self.labels.astype(np.int64),
-                    predictions=self.predictions.astype(np.int64),
-                    probabilities=self.probabilities.astype(np.float32),
-                    loss=np.float64(self.loss),
-                    classes=np.array(self.classes, dtype=np.str_),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            np.savez(
+                f,
+                labels=self.labels.astype(np.int64),
+                predictions=self.predictions.astype(np.int64),
+                probabilities=self.probabilities.astype(np.float32),
+                loss=np.float64(self.loss),
+                classes=np.array(self.classes, dtype=np.str_),
+            )
         return path
 
     @classmethod

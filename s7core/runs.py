@@ -28,7 +28,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from torch import nn
 import s7core
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, evaluate
+from s7core.files import atomic_write
 from s7core.model import build_model
 from s7core.spec import NetworkSpec, spec_from_dict
 from s7core.train import EpochEvent, StepEvent, TrainConfig, TrainResult, resolve_device, train
@@ -88,17 +88,8 @@ def _now() -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file in the same folder, fsync it, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, binary=False) as f:
+        json.dump(data, f, indent=2)
 
 
 def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
@@ -115,17 +106,8 @@ def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """torch.save to a temp file in the same folder, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -463,12 +445,8 @@ def _trim_metrics(run_dir: Path, state: dict[str, Any] | None) -> None:
         if (r.get("kind") == "epoch" and r.get("epoch", 0) <= epoch)
         or (r.get("kind") == "step" and r.get("global_step", 0) <= step)
     ]
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".metrics.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(path, binary=False) as f:
         f.writelines(json.dumps(r) + "\n" for r in keep)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- training a run (in this process)
