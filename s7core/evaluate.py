@@ -22,6 +22,7 @@ from torch import nn
 from s7core.data import CIFAR10_CLASSES, normalize
 from s7core.errors import UserError
 from s7core.files import atomic_write
+from s7core.model import eval_mode
 
 SORTS = ("confidence-desc", "confidence-asc", "index")
 
@@ -137,17 +138,6 @@ class Evaluation:
 
 def _floats(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in values]
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Put the model in eval mode for the block and restore its previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _autocast(device: torch.device, precision: str):

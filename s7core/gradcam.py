@@ -8,8 +8,6 @@ only read: hooks are removed, train/eval flags restored, no parameter gets a gra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,18 +15,7 @@ import torch
 from torch import nn
 
 from s7core.errors import UserError
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; every submodule's own train/eval flag restored after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
+from s7core.model import eval_mode
 
 
 def _example(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -48,7 +35,7 @@ def gradcam_layers(model: nn.Module, input_shape: tuple[int, int, int] | None = 
     seen: list[tuple[str, tuple[int, ...]]] = []
     hooks = [m.register_forward_hook(lambda mod, _a, out: seen.append((convs[mod], out.shape))) for m in convs]
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(_example(model, tuple(shape)))
     except Exception as err:  # any failure here means the model does not take this shape
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
@@ -96,7 +83,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: str, target: torch.T
     hook = module.register_forward_hook(keep)
     x = images.detach().clone().requires_grad_(True)  # the graph then exists even when the weights are frozen
     try:
-        with _eval_mode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             logits = model(x)  # (N, classes)
     finally:
         hook.remove()

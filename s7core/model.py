@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -75,6 +78,18 @@ def build_model(spec: NetworkSpec) -> S7Net:
     """
     shapes = infer_shapes(spec)
     return S7Net(spec, [_module(lay, shapes[i]) for i, lay in enumerate(spec.layers)])
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside the block; every submodule's own train/eval flag restored after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -22,8 +22,7 @@ that arithmetic; `effective_rf` gives where the gradient of one unit actually la
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from math import prod
 from typing import Any
@@ -33,6 +32,7 @@ import torch
 from torch import fx, nn
 
 from s7core.errors import UserError
+from s7core.model import eval_mode
 from s7core.spec import NetworkSpec, infer_shapes
 
 
@@ -261,17 +261,15 @@ def _what(gm: fx.GraphModule, node: fx.Node) -> str:
     return f"{node.target} ({_op_name(gm, node)})" if node.op == "call_module" else node.name
 
 
-_NEUTRAL_MODULES = (
+_DROPPED_IN_PROBE = (  # normalisation and dropout: identities in the probe
     nn.modules.batchnorm._BatchNorm,
     nn.modules.instancenorm._InstanceNorm,
     nn.GroupNorm,
     nn.LayerNorm,
     nn.LocalResponseNorm,
     nn.modules.dropout._DropoutNd,
-    nn.Identity,
-    nn.Flatten,
-    nn.ChannelShuffle,
 )
+_NEUTRAL_MODULES = (*_DROPPED_IN_PROBE, nn.Identity, nn.Flatten, nn.ChannelShuffle)  # leave the RF as it is
 _MERGE_NAMES = {"add": "add", "iadd": "add", "cat": "cat", "concat": "cat", "mul": "mul", "imul": "mul"}
 _REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "adaptive_avg_pool2d", "adaptive_max_pool2d"}
 _SHAPE_ONLY = {"expand_as", "view_as", "reshape_as", "type_as"}  # the other tensor lends only its shape or type
@@ -459,18 +457,6 @@ def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
     return tuple(input_shape)
 
 
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; every submodule's own train/eval flag restored after."""
-    flags = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
 def _example(module: nn.Module, input_shape: tuple[int, int, int], device: str | None = None) -> torch.Tensor:
     """A zero batch of one image, of the module's float type, on its device (or `device`)."""
     first = next((p for p in module.parameters() if p.is_floating_point()), None)
@@ -503,7 +489,7 @@ def _traced_with_shapes(module: nn.Module, input_shape: tuple[int, int, int]) ->
         except Exception:  # an op without a meta kernel, or a bad shape that the real forward will name
             pass
     gm = _trace(module)
-    with _eval_mode(module), torch.no_grad():
+    with eval_mode(module), torch.no_grad():
         try:
             _ShapeRecorder(gm).run(_example(module, input_shape))
         except Exception as err:
@@ -618,16 +604,6 @@ class _WindowMean(nn.Module):
         c, (kh, kw) = x.shape[1], self.kernel
         weight = x.new_full((c, 1, kh, kw), 1 / (kh * kw))
         return nn.functional.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups=c)
-
-
-_DROPPED_IN_PROBE = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.LocalResponseNorm,
-    nn.modules.dropout._DropoutNd,
-)
 
 
 def _probe_layer(m: nn.Module, dtype: torch.dtype) -> nn.Module | None:
@@ -756,7 +732,7 @@ def effective_rf(model: nn.Module, images: torch.Tensor, layer: str | None = Non
     hook = modules[layer].register_forward_hook(lambda _m, _a, out: outputs.__setitem__(layer, out)) if layer else None
     x = images.detach().clone().requires_grad_(True)
     try:
-        with _eval_mode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             outputs[None] = model(x)
     finally:
         if hook is not None:
