@@ -23,6 +23,7 @@ BASE_KEY = "arch_base"  # rows given to the editor
 BASE_VERSION_KEY = "arch_base_version"  # the spec version arch_base was made from
 NONCE_KEY = "arch_nonce"  # bumped when the page itself replaces arch_base (insert, reorder)
 DRAFT_KEY = "arch_draft"  # arch_base plus the editor's edits: what the student sees, valid or not
+TAB_KEY = "arch_tab"  # the open tab beside the editor (RF table, RF chart or Parameters)
 
 
 # ---------------------------------------------------------------- editor state
@@ -194,6 +195,11 @@ def _row_actions(n_rows: int) -> None:
     cols[3].button("Insert", key="arch_insert", on_click=_insert_block, icon=":material/add_box:", width="stretch")
 
 
+def _grid_height(rows: int) -> int:
+    """Pixels for a table that shows `rows` rows and its header without scrolling, up to 720."""
+    return min(3 + 35 * (rows + 1), 720)
+
+
 def _editor() -> None:
     st.data_editor(
         _base_frame(),
@@ -204,7 +210,7 @@ def _editor() -> None:
         hide_index=False,
         placeholder="–",
         width="stretch",
-        height=min(38 + 35 * (len(st.session_state[BASE_KEY]) + 1), 720),
+        height=_grid_height(len(st.session_state[BASE_KEY]) + 1),  # + the row that adds a layer
     )
 
 
@@ -278,6 +284,26 @@ def _rf_chart(records, min_rf: int) -> go.Figure:
     return fig
 
 
+def _small(label: str, help: str, **kw) -> st.column_config.NumberColumn:
+    return st.column_config.NumberColumn(label, width="small", help=help, **kw)
+
+
+# The RF table in reading order: what each layer sees first, then how the layer is set.
+_RF_COLUMNS = {
+    "name": st.column_config.TextColumn("layer", help="The row in the layer table (sepconv: its two parts)"),
+    "layer": st.column_config.TextColumn("type", width="small"),
+    "rf": _small("RF", "Receptive field side after this layer, in input pixels"),
+    "size_out": _small("out", "Output side, in units"),
+    "jump_out": _small("jump", "Input pixels between neighbouring output units"),
+    "kernel": _small("k", "Kernel side"),
+    "dilation": _small("d", "Dilation"),
+    "stride": _small("s", "Stride"),
+    "padding": _small("p", "Padding"),
+    "jump_in": _small("jump in", "Input pixels between neighbouring input units"),
+    "size_in": _small("in", "Input side, in units"),
+    "start": _small("start", "Centre of the first output unit, in input pixels", format="%.1f"),
+}
+
 _SUMMARY_COLUMNS = {
     "index": st.column_config.NumberColumn("#", width="small"),
     "position": st.column_config.NumberColumn("row", width="small", help="The layer's row in the table on the left"),
@@ -302,17 +328,29 @@ def _tables(spec) -> None:
     cols[0].metric("Parameters", f"{summ.total_params:,}", help=f"{summ.trainable_params:,} trainable")
     cols[1].metric("Global RF", f"{records[-1].rf} px")
     cols[2].metric("Mult-adds", f"{summ.mult_adds / 1e6:,.1f} M", help="Multiply-adds for one image")
-    rf_tab, param_tab = st.tabs(["Receptive field", "Parameters"])
-    with rf_tab:
-        st.plotly_chart(_rf_chart(records, sh.rule_settings_dict()["min_rf"]), width="stretch")
-        st.dataframe(pd.DataFrame(sh.records_dicts(records)), hide_index=True, width="stretch", placeholder="–")
-    with param_tab:
-        st.dataframe(_summary_frame(summ), hide_index=True, width="stretch", column_config=_SUMMARY_COLUMNS)
-        st.caption(
-            f"Total {summ.total_params:,} parameters ({summ.trainable_params:,} trainable) · "
-            f"input {summ.input_mb:.2f} MB · forward/backward {summ.forward_backward_mb:.2f} MB · "
-            f"params {summ.params_mb:.2f} MB · estimated total {summ.total_mb:.2f} MB"
-        )
+    # Only the open tab is drawn: a hidden chart or table would still cost the browser its drawing on every
+    # edit (and the chart library's loading on the first visit); switching tabs reruns the page.
+    rf_tab, chart_tab, param_tab = st.tabs(["RF table", "RF chart", "Parameters"], key=TAB_KEY, on_change="rerun")
+    if rf_tab.open is not False:
+        with rf_tab:
+            frame = pd.DataFrame(sh.records_dicts(records))[list(_RF_COLUMNS)]
+            height = _grid_height(len(frame))
+            st.dataframe(
+                frame, hide_index=True, width="stretch", height=height, column_config=_RF_COLUMNS, placeholder="–"
+            )
+    if chart_tab.open is not False:
+        with chart_tab:
+            st.plotly_chart(_rf_chart(records, sh.rule_settings_dict()["min_rf"]), width="stretch")
+    if param_tab.open is not False:
+        with param_tab:
+            frame = _summary_frame(summ)
+            height = _grid_height(len(frame))
+            st.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=_SUMMARY_COLUMNS)
+            st.caption(
+                f"Total {summ.total_params:,} parameters ({summ.trainable_params:,} trainable) · "
+                f"input {summ.input_mb:.2f} MB · forward/backward {summ.forward_backward_mb:.2f} MB · "
+                f"params {summ.params_mb:.2f} MB · estimated total {summ.total_mb:.2f} MB"
+            )
 
 
 # ---------------------------------------------------------------- page

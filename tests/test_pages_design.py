@@ -267,6 +267,26 @@ def test_editor_delta_is_applied_like_streamlit_does() -> None:
     assert base[0]["channels"] == 16  # the input rows are untouched
 
 
+def test_each_tab_beside_the_editor_draws_only_its_own_content() -> None:
+    at = _app()
+    frames = [df.value for df in at.main.dataframe]  # the layer editor, then what the open tab shows
+    assert len(frames) == 2 and "jump_out" in frames[1].columns  # the RF table; no chart, no parameter table
+    assert not at.get("plotly_chart")
+    at.session_state["arch_tab"] = "RF chart"
+    at = at.run()
+    (chart,) = _figures(at)
+    rf_trace = next(t for t in chart["data"] if t["name"].startswith("RF"))
+    assert rf_trace["y"] == [r.rf for r in rf_table(get_preset("seed"))]
+    passes = [a for a in chart["layout"]["annotations"] if "passes 44" in a["text"]]
+    assert passes and passes[0]["x"] == "20 avgpool"  # the first layer whose RF is above 44
+    assert [df.value.columns[0] for df in at.main.dataframe] == ["type"]  # the editor only
+    at.session_state["arch_tab"] = "Parameters"
+    at = at.run()
+    (params,) = [df.value for df in at.main.dataframe if "params" in df.value.columns]
+    assert params["params"].sum() == 925_706 and not at.get("plotly_chart")
+    assert any("Total 925,706 parameters" in c.value for c in at.main.caption)
+
+
 def test_rows_round_trip_to_the_same_spec() -> None:
     for name in ("seed", "tiny"):
         spec = get_preset(name)
