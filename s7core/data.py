@@ -200,6 +200,16 @@ def find_cifar10(data_dir: str | Path | None = None) -> DataStatus:
     return DataStatus(True, path, fmt, f"CIFAR-10 ({'binary' if fmt == 'bin' else 'python'} version) in {path}")
 
 
+def count_train_images(data_dir: str | Path | None = None) -> int | None:
+    """The number of training images, read from the binary files' sizes without loading them; None when that
+    takes more than a look (the Python format, an archive, or no data set)."""
+    found = _locate(resolve_data_dir(data_dir))
+    if found is None or found[2] or found[1] != "bin":
+        return None
+    paths = [found[0] / _batch_file("bin", name) for name in TRAIN_BATCHES]
+    return sum(path.stat().st_size for path in paths if path.is_file()) // RECORD_BYTES
+
+
 # --------------------------------------------------------------------------- reading
 
 

@@ -152,9 +152,15 @@ def create_run(
     recipe: str | None = None,
 ) -> Path:
     """Make a new run folder with its config.json and a 'stopped' (not started) status; returns its path."""
-    from s7core.data import resolve_data_dir
+    from s7core.data import count_train_images, resolve_data_dir
 
     config.validate()
+    n_train = count_train_images(data_dir)
+    if n_train is not None and config.val_split >= n_train:
+        raise RunError(
+            f"val_split {config.val_split} would hold out every training image: the data set in "
+            f"{resolve_data_dir(data_dir)} has {n_train:,} — lower val_split (0 trains on all of them)"
+        )
     root = runs_root(runs_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = name or _default_name(spec, recipe, root)

@@ -27,6 +27,7 @@ from s7core.data import (
     AugmentConfig,
     DataError,
     augment_batch,
+    count_train_images,
     download_cifar10,
     find_cifar10,
     load_cifar10,
@@ -58,6 +59,14 @@ def assert_data_error(match: str, fn, *args, **kwargs) -> DataError:
 
 
 # --------------------------------------------------------------------------- locating
+
+
+def test_count_train_images_reads_file_sizes_only(tmp_path):
+    assert count_train_images(make_tiny_cifar10(tmp_path / "bin", n_train=123, n_test=7)) == 123
+    assert count_train_images(make_tiny_cifar10(tmp_path / "py", n_train=12, n_test=7, format="py")) is None
+    assert count_train_images(tmp_path / "nothing here") is None
+    if REAL_DATA.is_dir():
+        assert count_train_images(REAL_DATA) == 50_000
 
 
 def test_resolve_data_dir_order(tmp_path, monkeypatch):

@@ -96,8 +96,9 @@ def test_train_page_has_its_controls(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
     assert at.selectbox(key="train_network").options[0].startswith("The network being edited")
     assert "tiny" in [o.removeprefix("preset: ") for o in at.selectbox(key="train_network").options]
-    assert at.selectbox(key="train_recipe_seed").value == "default"
-    assert at.number_input(key="train_default_lr").value == pytest.approx(0.05)
+    assert at.selectbox(key="train_recipe_seed").value == "seed"  # the seed net's own recipe
+    assert at.number_input(key="train_seed_lr").value == pytest.approx(0.1)
+    assert at.number_input(key="train_seed_epochs").value == 15
     assert at.number_input(key="train_max_concurrent").value == 1
     (launch,) = at.button
     assert launch.label == "Launch training" and not launch.disabled
@@ -128,10 +129,19 @@ def test_train_page_without_data_says_how_to_fix_it_and_cannot_launch(
 
 def test_a_bad_setting_is_refused_with_its_reason(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
-    at.number_input(key="train_default_momentum").set_value(0.0)
+    at.number_input(key="train_seed_momentum").set_value(0.0)
     at.button[0].click().run()
     assert not at.exception
     assert any("nesterov" in e.value and "momentum" in e.value for e in at.main.error)
+    assert runs.list_runs() == []
+
+
+def test_a_validation_split_larger_than_the_data_is_refused_before_launch(empty_runs: Path, with_data: Path) -> None:
+    at = _page("train")
+    at.selectbox(key="train_network").select("tiny").run()  # the default recipe holds out 5,000 images
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("val_split 5000 would hold out every training image" in e.value for e in at.main.error)
     assert runs.list_runs() == []
 
 
@@ -144,7 +154,8 @@ def test_a_launch_beyond_the_limit_is_queued(empty_runs: Path, with_data: Path) 
     }
     runs.write_json_atomic(busy / "status.json", status)  # this test process plays the running trainer
     at = _page("train")
-    at.selectbox(key="train_network").select("tiny")
+    at.selectbox(key="train_network").select("tiny").run()
+    at.number_input(key="train_default_val_split").set_value(0)  # the tiny data set has no images to spare
     at.text_input(key="train_run_name").input("second")
     at.button[0].click().run()
     assert any("queued" in i.value and "busy" in i.value for i in at.main.info)

@@ -67,6 +67,13 @@ def test_create_run_writes_its_config_and_lists_as_not_started(tmp_path, data_di
         new_run(tmp_path, data_dir, name="../escape")
 
 
+def test_create_run_refuses_a_validation_split_that_leaves_nothing_to_train(tmp_path, data_dir):
+    with pytest.raises(RunError, match=r"val_split 320 would hold out every training image.*has 320.*lower val_split"):
+        new_run(tmp_path, data_dir, val_split=320)
+    assert not (tmp_path / "runs" / "r1").exists()  # nothing half made
+    assert read_run_config(new_run(tmp_path, data_dir, val_split=319))[1].val_split == 319
+
+
 def test_execute_run_fills_the_folder(tmp_path, data_dir):
     run_dir = new_run(tmp_path, data_dir, epochs=2)
     result = execute_run(run_dir)

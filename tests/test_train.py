@@ -333,6 +333,6 @@ def test_seed_learns_on_real_cifar10(real_data_dir):
 def test_a_preset_tuned_with_its_own_recipe_gets_it_by_default():
     from s7core.train import default_recipe
 
-    assert default_recipe("fast") == "fast" and default_recipe("best") == "best"
-    assert default_recipe("seed") == "default" and default_recipe("my-net") == "default"
+    assert default_recipe("fast") == "fast" and default_recipe("best") == "best" and default_recipe("seed") == "seed"
+    assert default_recipe("seed-edited") == "default" and default_recipe("my-net") == "default"
     assert default_recipe("reference") == "default"  # the recipe that looks at the test set is never a default
