@@ -40,6 +40,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing s7core
+from reproduce import REFERENCE_ACCURACY  # noqa: E402  (bench/, this script's folder, is on sys.path)
+
 from s7core.data import load_cifar10  # noqa: E402
 from s7core.errors import UserError  # noqa: E402
 from s7core.model import build_model, count_parameters  # noqa: E402
@@ -184,6 +186,10 @@ def compare(ours: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     changes = {"epochs": args.compare_max_epochs, "max_steps": args.compare_max_steps, "eval_every": 1}
     ref = run_once("seed", "reference", changes, args.data_dir)
     print_run(ref)
+    print("  epoch  test %  the reference's own log")
+    for e, theirs in zip(ref["epochs"], REFERENCE_ACCURACY, strict=False):
+        ours = "-" if e["test_acc"] is None else f"{100 * e['test_acc']:.2f}"
+        print(f"  {e['epoch']:5d}  {ours:>6}  {theirs:.2f}")
     hit = ref["reached"]["80%"]
     if hit is not None:
         ref_s, kind = hit["seconds"], "measured"
