@@ -234,12 +234,11 @@ def _rule_badges(spec) -> None:
     except UserError as err:  # thresholds out of range
         sh.show_error(err)
         results = []
-    cols = st.columns(2)
-    for i, result in enumerate(results):
+    for result in results:  # one a line: a badge's title is cut short in a narrow column
         color = "green" if result.passed else "red"
         icon = ":material/check_circle:" if result.passed else ":material/cancel:"
-        cols[i % 2].badge(result.title, color=color, icon=icon)
-        cols[i % 2].caption(result.reason)
+        st.badge(result.title, color=color, icon=icon)
+        st.caption(result.reason)
     with st.expander("Assignment thresholds"):
         settings = sh.rule_settings_dict()
         a, b = st.columns(2)
@@ -321,13 +320,18 @@ def _summary_frame(summ) -> pd.DataFrame:
     return frame[["index", "position", "name", "type", "output_shape", "params", "mult_adds", "trainable"]]
 
 
-def _tables(spec) -> None:
-    records = sh.rf_records(spec)
+def _metrics(spec) -> None:
+    """The three totals, across the page so they stay whole on a laptop screen."""
     summ = sh.summary(spec)
     cols = st.columns(3)
     cols[0].metric("Parameters", f"{summ.total_params:,}", help=f"{summ.trainable_params:,} trainable")
-    cols[1].metric("Global RF", f"{records[-1].rf} px")
+    cols[1].metric("Global RF", f"{sh.rf_records(spec)[-1].rf} px", help="Receptive field of the last layer")
     cols[2].metric("Mult-adds", f"{summ.mult_adds / 1e6:,.1f} M", help="Multiply-adds for one image")
+
+
+def _tables(spec) -> None:
+    records = sh.rf_records(spec)
+    summ = sh.summary(spec)
     # Only the open tab is drawn: a hidden chart or table would still cost the browser its drawing on every
     # edit (and the chart library's loading on the first visit); switching tabs reruns the page.
     rf_tab, chart_tab, param_tab = st.tabs(["RF table", "RF chart", "Parameters"], key=TAB_KEY, on_change="rerun")
@@ -366,6 +370,7 @@ st.caption(
     "Empty cells take the layer type's default; columns a type does not use are ignored."
 )
 _toolbar(spec)
+_metrics(spec)
 left, right = st.columns([3, 2], gap="medium")
 with left:
     _editor()
