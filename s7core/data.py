@@ -813,12 +813,19 @@ def _affine_theta(p: dict[str, torch.Tensor], h: int, w: int) -> torch.Tensor:
     return torch.cat([inv, (shift / half)[:, :, None]], dim=2)
 
 
-def _random_affine(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Per-image random affine of float images, bilinear, zero (black) outside the image."""
+def _affine_warp(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each float image through its own affine map, nearest pixel and black outside the image: what
+    RandomAffine does with its defaults (interpolation NEAREST, fill 0), so no image is blurred."""
     n, c, h, w = x.shape
-    theta = _affine_theta(_affine_params(n, h, w, generator), h, w).to(x.device, torch.float32)
+    theta = _affine_theta(params, h, w).to(x.device, torch.float32)
     grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def _random_affine(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Per-image random affine of float images, with RandomAffine's ranges and defaults."""
+    n, _, h, w = x.shape
+    return _affine_warp(x, _affine_params(n, h, w, generator))
 
 
 def _cutout_mask(n: int, h: int, w: int, side: int, generator: torch.Generator | None, device) -> torch.Tensor:

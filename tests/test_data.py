@@ -608,22 +608,20 @@ def test_same_seed_same_batch():
         assert not torch.equal(a, augment_batch(x, config, seeded(8)))
 
 
-def test_affine_matches_torchvision_away_from_the_border():
-    """Same parameters, same map as torchvision's affine (which RandomAffine applies); fill differs only at edges."""
+def test_affine_matches_torchvision_nearest_pixel():
+    """Same parameters, same pixels as torchvision's affine with RandomAffine's defaults (nearest, fill 0)."""
     import torchvision.transforms.functional as TF
     from torchvision.transforms import InterpolationMode
 
     x = torch.rand(1, 3, 32, 32, generator=seeded(0))
     for angle, tx, ty, scale, shear in [(5.0, 2, -3, 1.07, 4.0), (-7.0, -3, 1, 0.9, -6.5), (3.0, 0, 0, 1.1, 7.0)]:
         params = dict(angle=angle, tx=tx, ty=ty, scale=scale, shear=shear)
-        theta = D._affine_theta({k: torch.tensor([float(v)]) for k, v in params.items()}, 32, 32)
-        grid = F.affine_grid(theta, [1, 3, 32, 32], align_corners=False)
-        ours = F.grid_sample(x, grid, mode="bilinear", align_corners=False)
-        inside = F.grid_sample(torch.ones(1, 1, 32, 32), grid, align_corners=False)[0, 0] > 1 - 1e-6
-        bilinear = InterpolationMode.BILINEAR
-        reference = TF.affine(x, angle, [tx, ty], scale, [shear, 0.0], interpolation=bilinear)
-        assert inside.sum() > 500
-        assert torch.allclose(ours[..., inside], reference[..., inside], atol=1e-5)
+        ours = D._affine_warp(x, {k: torch.tensor([float(v)]) for k, v in params.items()})
+        nearest = InterpolationMode.NEAREST
+        reference = TF.affine(x, angle, [tx, ty], scale, [shear, 0.0], interpolation=nearest, fill=0.0)
+        same = (ours - reference).abs() < 1e-6
+        assert same.float().mean() > 0.99, same.float().mean()  # a pixel may differ where a sample point is a tie
+        assert set(ours.unique().tolist()) <= set(x.unique().tolist()) | {0.0}  # moved pixels, nothing blended
 
 
 def test_affine_parameter_ranges():
