@@ -72,6 +72,8 @@ class Clock:
                 self.setup_s = now - self.start - event.elapsed_s
             self.last_step = now
             return
+        if self.last_step is None:  # an epoch too short for any step event: no evaluation time to take off
+            self.setup_s, self.last_step = now - self.start - event.elapsed_s, now
         eval_s = now - self.last_step  # evaluation (and checkpoint hand-off) after the epoch's last step
         clock = self.last_step - self.start - self.eval_s + eval_s  # this epoch's evaluation stays on
         self.eval_s += eval_s
@@ -188,8 +190,8 @@ def compare(ours: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     print_run(ref)
     print("  epoch  test %  the reference's own log")
     for e, theirs in zip(ref["epochs"], REFERENCE_ACCURACY, strict=False):
-        ours = "-" if e["test_acc"] is None else f"{100 * e['test_acc']:.2f}"
-        print(f"  {e['epoch']:5d}  {ours:>6}  {theirs:.2f}")
+        acc = "-" if e["test_acc"] is None else f"{100 * e['test_acc']:.2f}"
+        print(f"  {e['epoch']:5d}  {acc:>6}  {theirs:.2f}")
     hit = ref["reached"]["80%"]
     if hit is not None:
         ref_s, kind = hit["seconds"], "measured"
