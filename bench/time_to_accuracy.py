@@ -20,8 +20,8 @@ OMP_WAIT_POLICY=PASSIVE (busy-waiting OpenMP threads lose badly to other jobs on
   52.3 and 52.9 s (seed 0, twice, load average 1.6), 74.9 s (seed 1, load 2.8), 56.0 s (seed 2, load
   2.3), data loading included; seed 0 took 141 s at a load average near 5. Same seed, same accuracy:
   the CPU run is deterministic.
-- seed + reference, cut after 150 steps: 0.147 s a step at batch 32, so an ESTIMATED 1,724 s to 80%
-  (its 7 epochs): `fast` is about 33x faster to 80%.
+- seed + reference, all 20 epochs (`--compare --compare-max-epochs 20`, quiet machine): 80% at epoch 6,
+  1,082.4 s, against fast's 49.2 s in the same run: fast is 22.0x faster to 80%. Best 86.18% (epoch 19).
 - best + best, seeds 0, 1, 2: 91.83%, 91.78%, 91.79% test after 14 epochs (mean 91.80%; 93% not
   reached); 782 s (seed 1) and 825 s (seed 2) at a load average near 2, 1,547 s (seed 0) at 5-8.
 """
