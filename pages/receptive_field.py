@@ -157,30 +157,34 @@ def _pick_unit(record) -> tuple[int, int]:
 # ---------------------------------------------------------------- drawing
 
 
+def _pixel_box(left: int, right: int, top: int, bottom: int, **style) -> dict:
+    """A plotly rectangle around whole pixels, from inclusive pixel bounds."""
+    return dict(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5, **style)
+
+
 def _window_shapes(window, fill: bool = True) -> list[dict]:
     """The full window (red where it falls on padding) and the part on the image (yellow); bounds are inclusive."""
+    clear = "rgba(0,0,0,0)"
     shapes = [
-        dict(
-            type="rect",
-            x0=window.left - 0.5,
-            x1=window.right + 0.5,
-            y0=window.top - 0.5,
-            y1=window.bottom + 0.5,
-            fillcolor=PADDING_COLOUR if fill else "rgba(0,0,0,0)",
+        _pixel_box(
+            window.left,
+            window.right,
+            window.top,
+            window.bottom,
+            fillcolor=PADDING_COLOUR if fill else clear,
             line=dict(color="#e63946", dash="dot"),
             layer="below" if fill else "above",
         )
     ]
     if window.clipped_bottom >= window.clipped_top:  # some of it is on the image
         shapes.append(
-            dict(
-                type="rect",
-                x0=window.clipped_left - 0.5,
-                x1=window.clipped_right + 0.5,
-                y0=window.clipped_top - 0.5,
-                y1=window.clipped_bottom + 0.5,
+            _pixel_box(
+                window.clipped_left,
+                window.clipped_right,
+                window.clipped_top,
+                window.clipped_bottom,
                 line=dict(color=WINDOW_COLOUR, width=3),
-                fillcolor="rgba(255,214,10,0.12)" if fill else "rgba(0,0,0,0)",
+                fillcolor="rgba(255,214,10,0.12)" if fill else clear,
             )
         )
     return shapes
