@@ -253,6 +253,8 @@ def _open_cell_editor(page, row: int, column: str) -> None:
     box = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first.bounding_box()
     for _ in range(4):
         page.mouse.click(box["x"] + 60, box["y"] + 52)  # give the grid the keyboard focus
+        with contextlib.suppress(Exception):  # the grid's hidden table may still be catching up with the canvas
+            page.wait_for_function(f"(cell) => ({FOCUS_CELL})(cell) !== null", arg=[row, column], timeout=10_000)
         current = page.evaluate(FOCUS_CELL, [row, column])
         assert current is not None, f"no cell ({row}, {column}) in the layer editor"
         page.wait_for_timeout(300)  # the grid moves its selection to the focused cell
