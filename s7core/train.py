@@ -197,16 +197,11 @@ _DEFAULT = TrainConfig(
     val_split=5000,
 )  # the `default` recipe; `seed` doubles its batch
 
-_FAST = TrainConfig(
-    optimizer="nesterov",
+_FAST = dataclasses.replace(
+    _DEFAULT,
     lr=0.2,
-    momentum=0.9,
-    weight_decay=5e-4,
     batch_size=256,
     epochs=5,
-    schedule="onecycle",
-    warmup=0.2,
-    label_smoothing=0.1,
     augment=AugmentConfig(crop_padding=2, flip=True, cutout=0, affine=False),
     val_split=0,
     tta_flip=True,
