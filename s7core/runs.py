@@ -576,11 +576,9 @@ def checkpoint_path(run_dir: str | os.PathLike, which: str = "best") -> Path | N
 def load_run_model(run_dir: str | os.PathLike, which: str = "best") -> nn.Module:
     """The run's model on the CPU in eval mode, from checkpoint_best.pt (falling back to the latest) or
     checkpoint_latest.pt; the averaged weights when the run used ema."""
-    if which not in ("best", "latest"):
-        raise RunError(f"which must be 'best' or 'latest', got {which!r}")
     run_dir = Path(run_dir)
+    path = checkpoint_path(run_dir, which) or run_dir / "checkpoint_latest.pt"  # checks `which`
     spec, _, _ = read_run_config(run_dir)
-    path = checkpoint_path(run_dir, which) or run_dir / "checkpoint_latest.pt"
     state = load_checkpoint(path)
     model = build_model(spec)
     try:
