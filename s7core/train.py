@@ -577,7 +577,8 @@ class _Loop:
         perm = perm.to(self.device)
         if self.step == 0:
             self.aug_gen.manual_seed(_epoch_seed(c.seed, self.epoch, 1))
-        last_emit, last_images = time.perf_counter(), 0
+        # A resumed epoch restores the counts of the steps done before the stop: rates count from here.
+        last_emit, last_images = time.perf_counter(), int(self.sums[2].item())
         while self.step < self.steps_per_epoch:
             idx = perm[self.step * self.batch : (self.step + 1) * self.batch]
             self.train_step(images[idx], labels[idx])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 
 import pytest
 import torch
@@ -297,6 +298,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tmp_pa
     for name, value in weights(whole.model).items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert resumed.final_accuracy == whole.final_accuracy
+
+
+def test_images_per_s_after_a_mid_epoch_resume_counts_only_the_resumed_steps(tiny_data, monkeypatch):
+    """A clock that moves 1 s a reading: no step event can report more than one batch a second."""
+    config = quick_config(epochs=1)
+    saved = []
+    steps = iter(range(1000))
+    train(micro_spec(), config, tiny_data, should_stop=lambda: next(steps) + 1 >= 6,
+          on_checkpoint=lambda state, best: saved.append(state))  # fmt: skip
+    assert saved[-1]["step"] == 6
+    clock = iter(range(10**6))
+    monkeypatch.setattr("s7core.train.time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    events = []
+    train(micro_spec(), config, tiny_data, callback=events.append, state=saved[-1])
+    rates = [e.images_per_s for e in events if isinstance(e, StepEvent)]
+    assert rates and max(rates) <= config.batch_size, rates
 
 
 def test_a_checkpoint_of_another_network_is_a_user_error(tiny_data):
