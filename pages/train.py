@@ -45,6 +45,7 @@ FIELD_WIDGETS: dict[str, tuple] = {
     "val_split": ("int", 0, 49_000, 1000, "training images held out to pick the best checkpoint"),
     "ema": ("float", 0.0, 0.99999, None, "moving average of the weights used to evaluate (0 = off)"),
     "tta_flip": ("bool", None, None, None, "evaluate on each image and its mirror image"),
+    "tta_shift": ("bool", None, None, None, "also evaluate on each image moved 1 pixel up-left and down-right"),
     "whiten_stem": ("bool", None, None, None, "first conv set from whitened image patches, then frozen"),
     "seed": ("int", 0, 2**31 - 1, 1, "seeds weights, split, batch order and augmentation"),
     "device": ("choice", ("auto", "cpu", "cuda"), None, None, "auto: CUDA when available, else CPU"),
@@ -64,7 +65,9 @@ GROUPS = {
     "Learning-rate schedule": (
         "schedule", "warmup", "step_size", "gamma", "plateau_factor", "plateau_patience", "plateau_on_test",
     ),
-    "Regularisation and evaluation": ("label_smoothing", "ema", "tta_flip", "whiten_stem", "val_split", "eval_every"),
+    "Regularisation and evaluation": (
+        "label_smoothing", "ema", "tta_flip", "tta_shift", "whiten_stem", "val_split", "eval_every",
+    ),
     "Device and reproducibility": ("device", "precision", "channels_last", "seed", "max_steps"),
 }  # fmt: skip
 

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory layout")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    p.add_argument(
+        "--tta-shift", action=argparse.BooleanOptionalAction, default=None, help="1-pixel shift test-time augmentation"
+    )
     for flag, (_, kind, text) in OVERRIDES.items():
         p.add_argument(flag, type=kind, help=text)
     p.set_defaults(run=run_train)
@@ -60,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", dest="run_path", required=True, help="run folder, or a run name under the runs root")
     p.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint to evaluate")
     p.add_argument("--tta", action="store_true", help="average each image with its mirror image")
+    p.add_argument("--tta-shift", action="store_true", help="also average each image moved 1 pixel two ways")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_evaluate)
 
@@ -80,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in OVERRIDES.items()}
-    values["channels_last"], values["tta_flip"] = args.channels_last, args.tta
+    values["channels_last"], values["tta_flip"], values["tta_shift"] = args.channels_last, args.tta, args.tta_shift
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -317,10 +321,10 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """python -m s7core evaluate --run RUN [--tta]"""
+    """python -m s7core evaluate --run RUN [--tta] [--tta-shift]"""
     from s7core.runs import evaluate_run
 
-    ev = evaluate_run(_run_path(args.run_path), args.which, args.tta)
+    ev = evaluate_run(_run_path(args.run_path), args.which, args.tta, args.tta_shift)
     print(json.dumps(ev.summary(), indent=2) if args.json else evaluation_tables(ev))
     return 0
 

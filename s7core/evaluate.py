@@ -147,6 +147,21 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (..., H, W) moved down `dy` and right `dx` pixels (negative: up, left), the uncovered border
+    filled by reflection, as the training crops pad."""
+    if not dy and not dx:
+        return x
+    p = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    return F.pad(x, (p, p, p, p), mode="reflect")[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+# Translation test-time augmentation: the image itself, and moved one pixel up-left and down-right,
+# each weighted as here.
+SHIFT_VIEWS = ((0.5, 0, 0), (0.25, -1, -1), (0.25, 1, 1))  # (weight, dy, dx)
+
+
 def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
@@ -154,19 +169,27 @@ def predict_logits(
     tta_flip: bool = False,
     precision: str = "fp32",
     channels_last: bool = False,
+    tta_shift: bool = False,
 ) -> torch.Tensor:
-    """(N, C) float32 logits of uint8 (N, 3, H, W) images, on the images' device; with tta_flip the mean of
-    the logits of each image and its mirror image."""
+    """(N, C) float32 logits of uint8 (N, 3, H, W) images, on the images' device.
+
+    With tta_flip, the mean of the logits of each image and its mirror image; with tta_shift, the weighted
+    mean over SHIFT_VIEWS (each one mirrored too when tta_flip)."""
     device = images.device
+    views = SHIFT_VIEWS if tta_shift else ((1.0, 0, 0),)
     out = []
     with eval_mode(model), torch.inference_mode(), _autocast(device, precision):
         for i in range(0, images.shape[0], batch_size):
             x = normalize(images[i : i + batch_size])  # (B, 3, H, W) float
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x).float()  # (B, C)
-            if tta_flip:
-                logits = 0.5 * (logits + model(x.flip(3)).float())
+            logits = 0
+            for weight, dy, dx in views:
+                v = shifted(x, dy, dx)
+                view_logits = model(v).float()  # (B, C)
+                if tta_flip:
+                    view_logits = 0.5 * (view_logits + model(v.flip(3)).float())
+                logits = logits + weight * view_logits
             out.append(logits)
     return torch.cat(out) if out else torch.empty(0, 0, device=device)
 
@@ -194,6 +217,7 @@ def evaluate(
     classes: Sequence[str] = CIFAR10_CLASSES,
     precision: str = "fp32",
     channels_last: bool = False,
+    tta_shift: bool = False,
 ) -> Evaluation:
     """Run the model over uint8 (N, 3, H, W) images and keep every prediction; the model's mode is restored."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -201,7 +225,7 @@ def evaluate(
     labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
     if images.shape[0] != labels.shape[0]:
         raise UserError(f"{images.shape[0]} images but {labels.shape[0]} labels: give one label per image")
-    logits = predict_logits(model, images, batch_size, tta_flip, precision, channels_last)
+    logits = predict_logits(model, images, batch_size, tta_flip, precision, channels_last, tta_shift)
     if logits.shape[0] and logits.shape[1] != len(classes):
         raise UserError(f"the model predicts {logits.shape[1]} classes but {len(classes)} class names were given")
     loss = F.cross_entropy(logits, labels).item() if logits.shape[0] else float("nan")

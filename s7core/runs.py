@@ -546,7 +546,13 @@ def _save_predictions(run_dir: Path, spec: NetworkSpec, config: TrainConfig, dat
     device = resolve_device(config.device)
     model = load_run_model(run_dir, "best").to(device)
     ev = evaluate(
-        model, data.test_images, data.test_labels, device=device, tta_flip=config.tta_flip, classes=data.classes
+        model,
+        data.test_images,
+        data.test_labels,
+        device=device,
+        tta_flip=config.tta_flip,
+        tta_shift=config.tta_shift,
+        classes=data.classes,
     )
     ev.save(run_dir / "predictions.npz")
     return ev
@@ -593,10 +599,14 @@ def load_predictions(run_dir: str | os.PathLike) -> Evaluation:
     return Evaluation.load(Path(run_dir) / "predictions.npz")
 
 
-def evaluate_run(run_dir: str | os.PathLike, which: str = "best", tta_flip: bool = False) -> Evaluation:
+def evaluate_run(
+    run_dir: str | os.PathLike, which: str = "best", tta_flip: bool = False, tta_shift: bool = False
+) -> Evaluation:
     """A fresh evaluation of the run's model on the test set of its data folder."""
     from s7core.data import load_cifar10
 
     model = load_run_model(run_dir, which)
     data = load_cifar10(run_data_dir(run_dir))
-    return evaluate(model, data.test_images, data.test_labels, tta_flip=tta_flip, classes=data.classes)
+    return evaluate(
+        model, data.test_images, data.test_labels, tta_flip=tta_flip, tta_shift=tta_shift, classes=data.classes
+    )

@@ -68,6 +68,7 @@ class TrainConfig:
     val_split: int = 0  # training images held out for validation (0 = none)
     ema: float = 0.0  # decay of an exponential moving average of the weights used to evaluate (0 = off)
     tta_flip: bool = False  # evaluate on each image and its mirror image, averaging the logits
+    tta_shift: bool = False  # also evaluate on each image moved 1 pixel up-left and down-right (weights 1/2, 1/4, 1/4)
     whiten_stem: bool = False  # set the first conv from whitened patches of training images, then freeze it
     seed: int = 0  # seeds the weights, the validation split, batch order and augmentation
     device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N"
@@ -613,8 +614,9 @@ class _Loop:
     def evaluate_on(self, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float | None, float | None]:
         if pair[0].shape[0] == 0:
             return None, None
-        kw = {"tta_flip": self.config.tta_flip, "precision": self.precision, "channels_last": self.config.channels_last}
-        return loss_and_accuracy(self.eval_model, *pair, **kw)
+        c = self.config
+        kw = {"tta_flip": c.tta_flip, "tta_shift": c.tta_shift, "channels_last": c.channels_last}
+        return loss_and_accuracy(self.eval_model, *pair, precision=self.precision, **kw)
 
     def end_epoch(self, epoch_start: float, session_epochs: int, session_start: float, last: bool) -> None:
         """Evaluate, step the plateau schedule, pick the best checkpoint, emit the epoch and checkpoint it."""

@@ -12,7 +12,7 @@ from test_train import micro_spec
 from s7core.__main__ import main
 from s7core.cli_train import ProgressPrinter, format_table
 from s7core.data import make_tiny_cifar10
-from s7core.runs import read_metrics, run_info
+from s7core.runs import read_metrics, read_run_config, run_info
 from s7core.train import EpochEvent, StepEvent
 
 
@@ -50,9 +50,10 @@ def test_train_then_evaluate_then_list(tmp_path, spec_file, data_dir, capsys):
     assert f"test accuracy {100 * info.best_accuracy:.2f}%" in out
     assert "airplane" in out and "confusion matrix" in out and "precision" in out
 
-    assert main(["evaluate", "--run", str(run_dir), "--json", "--tta"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["count"] == 200 and sum(map(sum, summary["confusion"])) == 200
+    for flags in (["--tta"], ["--tta", "--tta-shift"]):
+        assert main(["evaluate", "--run", str(run_dir), "--json", *flags]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["count"] == 200 and sum(map(sum, summary["confusion"])) == 200
 
     assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
@@ -65,6 +66,14 @@ def test_resume_trains_further_without_repeating_epochs(tmp_path, spec_file, dat
     assert main(["train", "--run-dir", str(run_dir), "--resume", "--epochs", "2"]) == 0
     assert [r["epoch"] for r in read_metrics(run_dir, "epoch")] == [1, 2]
     assert "finished 2 epochs" in capsys.readouterr().err
+
+
+def test_setting_flags_land_in_the_run_config(tmp_path, spec_file, data_dir):
+    run_dir = tmp_path / "runs" / "flags"
+    flags = ["--epochs", "1", "--max-steps", "2", "--no-tta", "--tta-shift", "--ema", "0.5", "--label-smoothing", "0.2"]
+    assert main(train_args(spec_file, data_dir, run_dir, *flags)) == 0
+    _, config, _ = read_run_config(run_dir)
+    assert (config.tta_flip, config.tta_shift, config.ema, config.label_smoothing) == (False, True, 0.5, 0.2)
 
 
 def test_max_steps_is_a_smoke_test(tmp_path, spec_file, data_dir, capsys):

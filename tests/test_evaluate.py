@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from s7core.data import CIFAR10_MEAN, CIFAR10_STD
+from s7core.data import CIFAR10_MEAN, CIFAR10_STD, normalize
 from s7core.errors import UserError
-from s7core.evaluate import Evaluation, EvaluationFileError, evaluate, misclassified
+from s7core.evaluate import Evaluation, EvaluationFileError, evaluate, misclassified, predict_logits, shifted
 
 CLASSES = ("a", "b", "c")
 
@@ -105,6 +105,33 @@ def test_tta_flip_averages_the_image_and_its_mirror():
     plain = evaluate(model, images, torch.tensor([2, 2]))
     both = evaluate(model, images, torch.tensor([2, 2]), tta_flip=True)
     assert plain.probabilities[0, 9] > both.probabilities[0, 9] > plain.probabilities[1, 9]
+
+
+def test_shifted_moves_the_pixels_and_reflects_the_uncovered_border():
+    x = torch.arange(2 * 5 * 6, dtype=torch.float32).view(1, 2, 5, 6)
+    down_right = shifted(x, 1, 1)
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(down_right[..., 0, 1:], x[..., 1, :-1])  # the row above the top is the reflected row 1
+    up = shifted(x, -1, 0)
+    assert torch.equal(up[..., :-1, :], x[..., 1:, :]) and torch.equal(up[..., -1, :], x[..., -2, :])
+    assert shifted(x, 0, 0) is x and shifted(x, 0, -2).shape == x.shape
+
+
+@pytest.mark.parametrize("tta_flip", [False, True])
+def test_tta_shift_weights_the_image_and_its_two_diagonal_shifts(tta_flip):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    x = normalize(images)
+
+    def one(view):
+        return 0.5 * (model(view) + model(view.flip(3))) if tta_flip else model(view)
+
+    with torch.no_grad():
+        expected = 0.5 * one(x) + 0.25 * one(shifted(x, -1, -1)) + 0.25 * one(shifted(x, 1, 1))
+    got = predict_logits(model, images, batch_size=3, tta_flip=tta_flip, tta_shift=True)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, predict_logits(model, images, tta_flip=tta_flip), atol=1e-3)
 
 
 def test_save_and_load_round_trip(tmp_path):

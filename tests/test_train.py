@@ -205,7 +205,9 @@ def test_every_schedule_runs_and_reports_its_lr(tiny_data, schedule):
 
 
 def test_bf16_channels_last_ema_and_tta_run_on_the_cpu(tiny_data):
-    config = quick_config(epochs=1, precision="bf16", channels_last=True, ema=0.9, tta_flip=True, val_split=64)
+    config = quick_config(
+        epochs=1, precision="bf16", channels_last=True, ema=0.9, tta_flip=True, tta_shift=True, val_split=64
+    )
     result = train(micro_spec(), config, tiny_data)
     h = result.history[0]
     assert result.precision == "bf16" and math.isfinite(h["train_loss"])

@@ -1,0 +1,98 @@
+"""Score a finished run on its held-out validation images: trained vs averaged (EMA) weights, under several
+test-time augmentations. Never touches the test set, so choices made with it are fair.
+
+    python bench/tta_explore.py --run runs/NAME [--which latest|best]
+
+The run must have been trained with a validation split (--val-split N); for the averaged weights, with
+--ema. Each view set averages the logits of the listed views of every image: `flip` is the mirror image,
+`s1` a 1-pixel translation (reflect-padded, as the training crops are), along the diagonals or the axes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s7core.data import load_cifar10, normalize  # noqa: E402
+from s7core.model import build_model  # noqa: E402
+from s7core.runs import checkpoint_path, load_checkpoint, read_run_config, run_data_dir  # noqa: E402
+from s7core.train import split_data  # noqa: E402
+
+# (weight, dy, dx, mirrored) views; the weights of a set sum to 1.
+VIEW_SETS = {
+    "none": [(1.0, 0, 0, False)],
+    "flip": [(0.5, 0, 0, False), (0.5, 0, 0, True)],
+    "flip + s1 diagonals, centre 1/2": [
+        (0.25, 0, 0, False), (0.25, 0, 0, True),
+        (0.125, -1, -1, False), (0.125, -1, -1, True), (0.125, 1, 1, False), (0.125, 1, 1, True),
+    ],
+    "flip + s1 diagonals, equal": [
+        (w, dy, dx, m) for dy, dx in ((0, 0), (-1, -1), (1, 1)) for m in (False, True) for w in (1 / 6,)
+    ],
+    "flip + s1 axes, equal": [
+        (w, dy, dx, m) for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)) for m in (False, True) for w in (0.1,)
+    ],
+}  # fmt: skip
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x moved down dy and right dx pixels, the uncovered border reflected."""
+    if not dy and not dx:
+        return x
+    p = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (p, p, p, p), mode="reflect")
+    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+@torch.inference_mode()
+def view_logits(model, images: torch.Tensor, views, batch: int = 500) -> torch.Tensor:
+    out = []
+    with torch.autocast("cpu", torch.bfloat16):
+        for i in range(0, images.shape[0], batch):
+            x = normalize(images[i : i + batch]).contiguous(memory_format=torch.channels_last)
+            total = 0
+            for weight, dy, dx, mirrored in views:
+                v = shifted(x, dy, dx)
+                total = total + weight * model(v.flip(3) if mirrored else v).float()
+            out.append(total)
+    return torch.cat(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--which", default="latest", choices=("latest", "best"))
+    args = parser.parse_args()
+
+    spec, config, _ = read_run_config(args.run)
+    if not config.val_split:
+        sys.exit("error: this run has no validation split; train one with --val-split 5000")
+    state = load_checkpoint(checkpoint_path(args.run, args.which))
+    data = load_cifar10(run_data_dir(args.run))
+    _, (val_x, val_y), _ = split_data(data, config.val_split, config.seed, torch.device("cpu"))
+    weights = {"trained": state["model"]}
+    if state.get("ema") is not None:
+        weights[f"EMA {config.ema}"] = state["ema"]
+    print(f"{args.run} ({args.which}, after epoch {state['epoch']}): {val_x.shape[0]} validation images")
+    print(f"{'weights':<12} {'views':<34} {'accuracy':>9} {'seconds':>8}")
+    for label, weight_state in weights.items():
+        model = build_model(spec)
+        model.load_state_dict(weight_state)
+        model = model.eval().to(memory_format=torch.channels_last)
+        for name, views in VIEW_SETS.items():
+            start = time.perf_counter()
+            logits = view_logits(model, val_x, views)
+            accuracy = (logits.argmax(1) == val_y).float().mean().item()
+            print(f"{label:<12} {name:<34} {100 * accuracy:8.2f}% {time.perf_counter() - start:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
