@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s7core.data import load_cifar10, normalize  # noqa: E402
+from s7core.evaluate import shifted  # noqa: E402
 from s7core.model import build_model  # noqa: E402
 from s7core.runs import checkpoint_path, load_checkpoint, read_run_config, run_data_dir  # noqa: E402
 from s7core.train import split_data  # noqa: E402
@@ -40,16 +40,6 @@ VIEW_SETS = {
         (w, dy, dx, m) for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)) for m in (False, True) for w in (0.1,)
     ],
 }  # fmt: skip
-
-
-def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """x moved down dy and right dx pixels, the uncovered border reflected."""
-    if not dy and not dx:
-        return x
-    p = max(abs(dy), abs(dx))
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (p, p, p, p), mode="reflect")
-    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
 
 
 @torch.inference_mode()
