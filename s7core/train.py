@@ -268,14 +268,16 @@ RECIPES: dict[str, Recipe] = {
     "best": Recipe(
         "best",
         "The 'fast' recipe stretched to about a quarter hour on a CPU, for the 'best' preset: 14 epochs, "
-        "crop (pad 4) + flip, peak lr 0.4, batch 512, whitened frozen first conv, mirror-image test-time "
-        "augmentation; all 50,000 images train.",
+        "crop (pad 4) + flip, peak lr 0.4, batch 512, whitened frozen first conv; test-time augmentation "
+        "with the mirror image and 1-pixel shifts (92.56% on 5,000 held-out training images, against 92.06% "
+        "with the mirror alone); all 50,000 images train.",
         dataclasses.replace(
             _FAST,
             lr=0.4,
             batch_size=512,
             epochs=14,
             augment=AugmentConfig(crop_padding=4, flip=True, cutout=0, affine=False),
+            tta_shift=True,
         ),
     ),
 }
