@@ -6,6 +6,11 @@ test-time augmentations. Never touches the test set, so choices made with it are
 The run must have been trained with a validation split (--val-split N); for the averaged weights, with
 --ema. Each view set averages the logits of the listed views of every image: `flip` is the mirror image,
 `s1` a 1-pixel translation (reflect-padded, as the training crops are), along the diagonals or the axes.
+
+What it found for `best` + `best` (14 epochs, --val-split 5000 --ema 0.99, seed 0; Intel Xeon host with AMX):
+flip 92.06% (trained and averaged weights alike); flip + diagonal shifts weighted 1/2, 1/4, 1/4 92.56%
+(averaged weights 92.42%); equal weights 92.62%; flip + 4 axis shifts 92.50%. No view set at all: 91.28%.
+The shifts cost about 10 s per 5,000 images there, the mirror alone 3.5 s.
 """
 
 from __future__ import annotations
