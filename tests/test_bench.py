@@ -1,4 +1,4 @@
-"""The time-to-accuracy benchmark runs end to end on a tiny data set (its real runs take minutes to hours)."""
+"""The benchmarks run end to end on tiny inputs (their real runs take minutes to hours)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from s7core.data import make_tiny_cifar10
 
@@ -24,3 +26,25 @@ def test_time_to_accuracy_with_compare_writes_its_report(tmp_path: Path) -> None
     (run,) = figures["runs"]
     assert run["preset"] == "fast" and len(run["epochs"]) == 1 and run["epochs"][0]["test_acc"] is not None
     assert figures["compare"]["reference_kind"] == "ESTIMATE" and figures["compare"]["reference_s"] > 0
+
+
+THROUGHPUT = BENCH.with_name("throughput.py")
+
+
+def test_throughput_reports_train_and_eval_rates_against_the_peak(tmp_path: Path) -> None:
+    report = tmp_path / "throughput.json"
+    command = [sys.executable, str(THROUGHPUT), "--presets", "tiny", "--batch-sizes", "8", "--steps", "1",
+               "--warmup", "1", "--eval-batch", "16", "--json", str(report)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "peak (2048^3 matrix multiply)" in done.stdout and "of peak" in done.stdout
+    figures = json.loads(report.read_text())
+    assert figures["peak_gmac_s"]["fp32"] > 0 and figures["peak_gmac_s"]["bf16"] > 0
+    rows = figures["rows"]
+    assert [(r["precision"], r["channels_last"]) for r in rows] == [("fp32", False), ("fp32", True), ("bf16", True)]
+    for row in rows:
+        assert row["train_images_s"] > 0 and row["eval_images_s"] > 0
+        assert row["peak_gmac_s"] == figures["peak_gmac_s"][row["precision"]]
+        # the achieved rate is the image rate times the forward multiply-adds (3x when training)
+        per_train_image = row["train_gmac_s"] / row["train_images_s"]
+        assert per_train_image == pytest.approx(3 * row["eval_gmac_s"] / row["eval_images_s"])
