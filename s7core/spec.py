@@ -514,7 +514,7 @@ def _conv_pool_bn_relu(channels: int) -> list[Layer]:
     "fast",
     "Built for speed on a CPU: a 2x2 stride-2 stem takes the image to 16x16 at once, pools come before BN "
     "and ReLU, the dilated separable conv runs at 4x4. 125k parameters, 8.9M multiply-adds, RF 76; with the "
-    "'fast' recipe 81.2% test accuracy after 5 epochs (mean of 3 seeds), 52-56 s on 2 CPU cores.",
+    "'fast' recipe 80.6% test accuracy after 5 epochs (mean of 3 seeds), 77-80 s on 2 CPU cores.",
 )
 def _fast() -> list[Layer]:
     return [
@@ -530,8 +530,8 @@ def _fast() -> list[Layer]:
     "best",
     "For accuracy in a quarter hour on a CPU: two 3x3 convs a stage at 32, 16 and 8 pixels (pools before BN "
     "and ReLU), a dilated separable conv at 4x4. 640k parameters, 73M multiply-adds, RF 92; with the 'best' "
-    "recipe 91.8% test accuracy after 14 epochs with mirror-image test-time augmentation (mean of 3 seeds), "
-    "92.2% with 1-pixel shifts added (seed 0); about 13 min on 2 CPU cores.",
+    "recipe 92.1% test accuracy after 14 epochs with mirror-image and 1-pixel-shift test-time augmentation "
+    "(mean of 3 seeds), 13.5-14.7 min on 2 CPU cores.",
 )
 def _best() -> list[Layer]:
     return [
