@@ -20,7 +20,7 @@ from s7core import runs
 from s7core.data import make_tiny_cifar10
 from s7core.evaluate import misclassified
 from s7core.spec import get_preset
-from s7core.train import TrainConfig
+from s7core.train import TrainConfig, get_recipe
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 60  # the first run of a page imports torch and reads the data
@@ -108,7 +108,9 @@ def test_picking_the_fast_preset_picks_its_own_recipe(empty_runs: Path, with_dat
     at = _page("train")
     at.selectbox(key="train_network").select("fast").run()
     assert at.selectbox(key="train_recipe_fast").value == "fast"
-    assert at.number_input(key="train_fast_batch_size").value == 256
+    fast = get_recipe("fast").config
+    assert fast.batch_size != get_recipe("seed").config.batch_size  # the field shows the recipe's own batch
+    assert at.number_input(key="train_fast_batch_size").value == fast.batch_size
 
 
 def test_reference_recipe_warns_that_it_looks_at_the_test_set(empty_runs: Path, with_data: Path) -> None:
