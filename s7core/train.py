@@ -6,8 +6,8 @@ Python in the hot loop. `train` emits events (StepEvent, EpochEvent) through a c
 it hands plain checkpoint dicts (tensors and plain types only, safe for `torch.load(weights_only=True)`)
 to `on_checkpoint` at every epoch end and when stopped, and continues from one when given `state`.
 
-Speed on 2 CPU cores (bench/throughput.py, bench/reproduce.py): `seed` trains at 140 images/s in fp32 with
-channels_last and 256 images/s in bf16 at batch 128 on an Intel Xeon with AMX; at batch 32, as the reference
+Speed on 2 CPU cores (bench/throughput.py, bench/reproduce.py): `seed` trains at 136 images/s in fp32 with
+channels_last and 266 images/s in bf16 at batch 128 on an Intel Xeon with AMX; at batch 32, as the reference
 recipe trains, the reference's 20 epochs took 1 h 52 min there, against about 10 minutes on a hosted GPU.
 
 On the CPU the same seed gives the same numbers, and a run resumed from a checkpoint ends with the same
@@ -274,8 +274,6 @@ RECIPES: dict[str, Recipe] = {
         "with the mirror alone); all 50,000 images train.",
         dataclasses.replace(
             _FAST,
-            lr=0.4,
-            batch_size=512,
             epochs=14,
             augment=AugmentConfig(crop_padding=4, flip=True, cutout=0, affine=False),
             tta_shift=True,
@@ -372,7 +370,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' becomes bf16 on a GPU that has it and fp32 on the CPU.
 
-    On the CPU (bench/throughput.py, 2 cores) bf16 trains `seed` 1.3x (AMD EPYC, AVX-512 BF16) to 1.8x (Intel
+    On the CPU (bench/throughput.py, 2 cores) bf16 trains `seed` 1.3x (AMD EPYC, AVX-512 BF16) to 2.0x (Intel
     Xeon, AMX) faster than fp32 with channels_last, but `tiny`, mostly depthwise convolutions, 1.6-2.5x slower
     (AMD EPYC): fp32 is the safe default there.
     """
