@@ -22,13 +22,15 @@ OMP_WAIT_POLICY=PASSIVE (busy-waiting OpenMP threads lose badly to other jobs on
   the CPU run is deterministic.
 - seed + reference, all 20 epochs (`--compare --compare-max-epochs 20`, quiet machine): 80% at epoch 6,
   1,082.4 s, against fast's 49.2 s in the same run: fast is 22.0x faster to 80%. Best 86.18% (epoch 19).
-- best + best, seeds 0, 1, 2: 91.83%, 91.78%, 91.79% test after 14 epochs (mean 91.80%; 93% not
-  reached); 782 s (seed 1) and 825 s (seed 2) at a load average near 2, 1,547 s (seed 0) at 5-8.
+- best + best (the earlier 640k-parameter net), seeds 0, 1, 2: 91.83%, 91.78%, 91.79% test after 14
+  epochs (mean 91.80%; 93% not reached); 782 s (seed 1) and 825 s (seed 2) at a load average near 2,
+  1,547 s (seed 0) at 5-8.
 On an Intel Xeon with AMX (2 cores, quiet, `--seed 0 --repeat 3`):
 - fast + fast at batch 512: 80.80%, 80.25%, 80.77% (mean 80.61%), 80% reached at 77.0, 78.4, 79.5 s;
   at batch 256 (the earlier recipe): 81.36%, 80.95%, 81.52%, at 89.2, 93.7, 87.8 s.
-- best + best with shift TTA: 92.21%, 92.19%, 92.00% (mean 92.13%; 93% not reached), clock at the end
-  873.9, 879.1, 808.0 s.
+- best + best with shift TTA, the current 867k-parameter net: 93.14%, 93.32%, 93.24% (mean 93.23%), 93%
+  reached at the last epoch, at 604.1, 636.2, 627.3 s; the earlier 640k-parameter net: 92.21%, 92.19%,
+  92.00% (mean 92.13%; 93% not reached), clock at the end 873.9, 879.1, 808.0 s.
 """
 
 from __future__ import annotations
