@@ -1,8 +1,12 @@
-"""Training and evaluation throughput of presets on this machine, per precision and memory layout, against
-the CPU's peak.
+"""Training and evaluation throughput of presets (or spec files) on this machine, per precision and memory
+layout, against the CPU's peak.
 
     python bench/throughput.py [--presets seed fast best] [--batch-sizes 32 128] [--steps 20] [--warmup 3]
                                [--eval-batch 500] [--compile] [--json FILE]
+    python bench/throughput.py --presets best bench/specs/best-640k.json --batch-sizes 512
+
+A name ending in .json is read as a spec file (what `python -m s7core export` writes), so a net of your own,
+or an earlier version of a preset, can be timed beside the presets in the same run.
 
 Times full training steps (augmentation, forward, backward, SGD update) on random uint8 images already in
 memory, the way `s7core.train` runs them, and evaluation forward passes (no test-time augmentation), for
@@ -35,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s7core.data import AugmentConfig, augment_batch, normalize  # noqa: E402
 from s7core.model import build_model  # noqa: E402
-from s7core.spec import get_preset  # noqa: E402
+from s7core.spec import NetworkSpec, get_preset, spec_from_json  # noqa: E402
 from s7core.summary import summarize  # noqa: E402
 from s7core.train import autocast  # noqa: E402
 
@@ -73,6 +77,11 @@ def gemm_peak_gmac_s(precision: str, size: int = 2048, repeats: int = 5) -> floa
     return size**3 / statistics.median(times) / 1e9
 
 
+def load_net(name: str) -> NetworkSpec:
+    """A preset by name, or the spec in a .json file."""
+    return spec_from_json(Path(name).read_bytes()) if name.endswith(".json") else get_preset(name)
+
+
 def measure(
     preset: str, batch: int, precision: str, channels_last: bool, compiled: bool, steps: int, warmup: int,
     eval_batch: int,
@@ -80,7 +89,7 @@ def measure(
     """Training images per wall-clock second and per CPU-second over `steps` timed steps after `warmup`
     untimed ones; evaluation images per second over `steps` timed forward passes; the compile time."""
     torch.manual_seed(0)
-    model = build_model(get_preset(preset)).train()
+    model = build_model(load_net(preset)).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = model
@@ -130,8 +139,8 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["seed"])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--presets", nargs="+", default=["seed"], help="preset names or spec .json files")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = VARIANTS + ((COMPILED,) if args.compile else ())
     rows: list[Row] = []
     for preset in args.presets:
-        macs = summarize(get_preset(preset)).mult_adds  # forward multiply-adds per image
+        macs = summarize(load_net(preset)).mult_adds  # forward multiply-adds per image
         print(f"\n{preset}: {macs / 1e6:.1f}M multiply-adds an image (forward)")
         print(
             f"{'batch':>5}  {'variant':<24}  {'train img/s':>11}  {'img/cpu-s':>9}  {'vs fp32':>7}  "

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from s7core.data import make_tiny_cifar10
+from s7core.spec import get_preset
+from s7core.summary import summarize
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "time_to_accuracy.py"
 
@@ -48,3 +50,19 @@ def test_throughput_reports_train_and_eval_rates_against_the_peak(tmp_path: Path
         # the achieved rate is the image rate times the forward multiply-adds (3x when training)
         per_train_image = row["train_gmac_s"] / row["train_images_s"]
         assert per_train_image == pytest.approx(3 * row["eval_gmac_s"] / row["eval_images_s"])
+
+
+def test_throughput_times_a_spec_file_beside_a_preset(tmp_path: Path) -> None:
+    spec_file = tmp_path / "mine.json"
+    spec_file.write_text(get_preset("tiny").to_json())
+    report = tmp_path / "throughput.json"
+    command = [sys.executable, str(THROUGHPUT), "--presets", "fast", str(spec_file), "--batch-sizes", "8",
+               "--steps", "1", "--warmup", "0", "--eval-batch", "8", "--json", str(report)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    tiny_macs = summarize(get_preset("tiny")).mult_adds
+    assert f"{spec_file}: {tiny_macs / 1e6:.1f}M multiply-adds" in done.stdout
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["preset"] for r in rows] == ["fast"] * 3 + [str(spec_file)] * 3
+    mine = rows[-1]
+    assert mine["eval_gmac_s"] / mine["eval_images_s"] == pytest.approx(tiny_macs / 1e9)

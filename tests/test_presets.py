@@ -4,6 +4,7 @@ recipes and the whitened first conv they use."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from s7core.model import build_model, count_parameters
 from s7core.receptive_field import global_rf
 from s7core.rules import check_rules
 from s7core.spec import PRESETS, NetworkSpec, get_preset, layer
+from s7core.summary import summarize
 from s7core.train import ConfigError, TrainConfig, get_recipe, train, whiten_first_conv
 
 
@@ -34,6 +36,27 @@ def test_preset_maps_two_images_to_ten_scores(name: str) -> None:
         out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_description_states_the_nets_own_figures(name: str) -> None:
+    """Parameters, multiply-adds and RF quoted in a description are those of the net, to the digits given."""
+    spec = get_preset(name)
+    text = PRESETS[name].description
+    summary = summarize(spec)
+    quoted = 0
+    for number, unit in re.findall(r"(\d[\d,.]*)(k|M)? parameters", text):
+        scale = {"k": 1e3, "M": 1e6}.get(unit, 1)
+        digits = len(number.partition(".")[2])
+        assert float(number.replace(",", "")) == round(summary.total_params / scale, digits), text
+        quoted += 1
+    for number in re.findall(r"(\d[\d.]*)M multiply-adds", text):
+        assert float(number) == round(summary.mult_adds / 1e6, len(number.partition(".")[2])), text
+        quoted += 1
+    for number in re.findall(r"RF (\d+)", text):
+        assert int(number) == global_rf(spec), text
+        quoted += 1
+    assert quoted, f"{name}: the description quotes no parameter count"
 
 
 def test_fast_and_best_are_registered() -> None:
