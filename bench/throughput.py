@@ -38,6 +38,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s7core.data import AugmentConfig, augment_batch, normalize  # noqa: E402
+from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model  # noqa: E402
 from s7core.spec import NetworkSpec, get_preset, spec_from_json  # noqa: E402
 from s7core.summary import summarize  # noqa: E402
@@ -83,13 +84,13 @@ def load_net(name: str) -> NetworkSpec:
 
 
 def measure(
-    preset: str, batch: int, precision: str, channels_last: bool, compiled: bool, steps: int, warmup: int,
+    spec: NetworkSpec, batch: int, precision: str, channels_last: bool, compiled: bool, steps: int, warmup: int,
     eval_batch: int,
 ) -> tuple[float, float, float, float | None]:  # fmt: skip
     """Training images per wall-clock second and per CPU-second over `steps` timed steps after `warmup`
     untimed ones; evaluation images per second over `steps` timed forward passes; the compile time."""
     torch.manual_seed(0)
-    model = build_model(load_net(preset)).train()
+    model = build_model(spec).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = model
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     variants = VARIANTS + ((COMPILED,) if args.compile else ())
     rows: list[Row] = []
     for preset in args.presets:
-        macs = summarize(load_net(preset)).mult_adds  # forward multiply-adds per image
+        spec = load_net(preset)
+        macs = summarize(spec).mult_adds  # forward multiply-adds per image
         print(f"\n{preset}: {macs / 1e6:.1f}M multiply-adds an image (forward)")
         print(
             f"{'batch':>5}  {'variant':<24}  {'train img/s':>11}  {'img/cpu-s':>9}  {'vs fp32':>7}  "
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             for precision, channels_last, compiled in variants:
                 try:
                     wall, cpu, ev, compile_s = measure(
-                        preset, batch, precision, channels_last, compiled, args.steps, args.warmup, args.eval_batch
+                        spec, batch, precision, channels_last, compiled, args.steps, args.warmup, args.eval_batch
                     )
                 except Exception as exc:  # torch.compile needs a working C++ compiler
                     if not compiled:
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         report = {"torch": torch.__version__, "threads": threads, "peak_gmac_s": peaks}
         report["rows"] = [asdict(row) for row in rows]
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        with atomic_write(args.json, binary=False) as fh:
+            json.dump(report, fh, indent=1)
 
 
 if __name__ == "__main__":

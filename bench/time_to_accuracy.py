@@ -51,6 +51,7 @@ from reproduce import REFERENCE_ACCURACY  # noqa: E402  (bench/, this script's f
 
 from s7core.data import load_cifar10  # noqa: E402
 from s7core.errors import UserError  # noqa: E402
+from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model, count_parameters  # noqa: E402
 from s7core.receptive_field import global_rf  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
@@ -183,10 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         report["compare"] = compare(runs[0], args)
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as fh:
+        with atomic_write(args.json, binary=False) as fh:
             json.dump(report, fh, indent=2)
-        os.replace(tmp, args.json)
     return 0
 
 
