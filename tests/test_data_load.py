@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -48,13 +47,10 @@ def test_real_cifar10(real_data_dir):
     assert real_data_dir == REAL_DATA
     status = find_cifar10(real_data_dir.parent)
     assert status.found and status.format == "bin" and status.path == real_data_dir
-    start = time.perf_counter()
     data = load_cifar10(real_data_dir)
-    elapsed = time.perf_counter() - start
     assert tuple(data.train_images.shape) == (50000, 3, 32, 32) and tuple(data.test_images.shape) == (10000, 3, 32, 32)
     assert data.classes == CIFAR10_CLASSES
     assert torch.bincount(data.train_labels, minlength=10).tolist() == [5000] * 10
     assert torch.bincount(data.test_labels, minlength=10).tolist() == [1000] * 10
     mean = data.train_images.sum((0, 2, 3), dtype=torch.int64).double() / (50000 * 32 * 32 * 255)
     assert torch.allclose(mean, torch.tensor(CIFAR10_MEAN, dtype=torch.double), atol=0.002)
-    assert elapsed < 3.0  # well under a second on an idle machine
