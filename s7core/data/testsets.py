@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s7core.data.formats import CIFAR10_CLASSES, FORMATS, IMAGE_SHAPE, TEST_BATCH, TRAIN_BATCHES
+from s7core.data.formats import BIN, CIFAR10_CLASSES, FORMATS, IMAGE_SHAPE, TEST_BATCH, TRAIN_BATCHES
 from s7core.data.synthetic import synthetic_cifar10
 from s7core.files import atomic_write
 
@@ -44,7 +44,7 @@ def write_cifar10(
     folder: Path,
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
-    format: str = "bin",
+    format: str = BIN.key,
     classes: tuple[str, ...] = CIFAR10_CLASSES,
 ) -> Path:
     """Write a data set in the official on-disk layout ("bin" or "py") inside folder; returns the batches folder."""
@@ -64,7 +64,9 @@ def write_cifar10(
     return out
 
 
-def make_tiny_cifar10(folder: Path, n_train: int = 500, n_test: int = 200, format: str = "bin", seed: int = 0) -> Path:
+def make_tiny_cifar10(
+    folder: Path, n_train: int = 500, n_test: int = 200, format: str = BIN.key, seed: int = 0
+) -> Path:
     """Write a synthetic data set on disk in the official layout; returns the folder to pass as data_dir."""
     train, test = synthetic_cifar10(n_train, n_test, seed)
     return write_cifar10(Path(folder), train, test, format)
