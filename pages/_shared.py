@@ -320,10 +320,10 @@ def data_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def device_name() -> str:
-    """The device training uses with device 'auto' (s7core.train.resolve_device): 'CUDA: <GPU name>' or 'CPU'."""
+    """The device training uses with device 'auto' (s7core.device.resolve_device): 'CUDA: <GPU name>' or 'CPU'."""
     import torch
 
-    from s7core.train import resolve_device
+    from s7core.device import resolve_device
 
     device = resolve_device("auto")
     return f"CUDA: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
