@@ -115,11 +115,14 @@ def enlarge(image_chw: np.ndarray) -> np.ndarray:
 
 def _layer_label(model, name: str) -> str:
     """'layers.6.depthwise' as 'layer 6: sepconv 48 3x3 d2 p2 (depthwise part)'."""
-    parts = name.split(".")
-    if name == "off" or len(parts) < 2 or not parts[1].isdigit():
+    if name == "off":
         return name
-    text = f"layer {parts[1]}: {model.spec.layers[int(parts[1])].label()}"
-    return f"{text} ({parts[2]} part)" if len(parts) > 2 else text
+    try:
+        index, part = model.layer_of(name)
+    except UserError:  # a module not built from a spec layer keeps its own name
+        return name
+    text = f"layer {index}: {model.spec.layers[index].label()}"
+    return f"{text} ({part} part)" if part else text
 
 
 def gradcam_controls(run: runs.RunInfo):

@@ -33,7 +33,7 @@ from s7core.data import AugmentConfig, CifarData, augment_batch, normalize
 from s7core.device import autocast, resolve_device, resolve_precision
 from s7core.errors import UserError
 from s7core.evaluate import loss_and_accuracy
-from s7core.model import build_model
+from s7core.model import S7Net, build_model
 from s7core.spec import NetworkSpec
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
@@ -433,7 +433,7 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4,
     (the whitening layer of airbench). Uses the first `max_images` uint8 images; output channels beyond
     twice the patch size keep their initial weights.
     """
-    stem = model.layers[0] if hasattr(model, "layers") else None
+    stem = model.get_submodule(model.module_name(0)) if isinstance(model, S7Net) else None
     if not isinstance(stem, nn.Conv2d) or stem.in_channels != 3 or stem.groups != 1 or stem.dilation != (1, 1):
         raise ConfigError(
             "whiten_stem needs a network whose first layer is a dense, undilated conv on the 3 colour channels "
