@@ -8,11 +8,8 @@ so two browser tabs never see each other's network.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
-import zlib
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from s7core.errors import UserError
+from s7core.links import canonical_json, spec_from_link
 from s7core.receptive_field import RFRecord, rf_table
 from s7core.spec import (
     FIELD_ORDER,
@@ -34,7 +32,6 @@ from s7core.spec import (
     get_preset,
     layer_from_dict,
     spec_from_dict,
-    spec_from_json,
     validate,
 )
 
@@ -44,7 +41,6 @@ SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from
 ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, field), or None
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
-MAX_LINK_BYTES = 1_000_000  # a ?spec= link may unpack to at most this much JSON
 DEFAULT_RULES = dict(max_params=1_000_000, min_rf=44, require_separable=True, require_dilated=True)
 
 
@@ -91,7 +87,7 @@ def spec_version() -> int:
 
 def spec_key(spec: NetworkSpec) -> str:
     """A compact canonical JSON text of `spec`: the cache key of every library call on it."""
-    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    return canonical_json(spec)
 
 
 def last_error() -> dict[str, Any] | None:
@@ -116,33 +112,6 @@ def show_error(err: UserError | dict[str, Any] | str, where: Any = None) -> None
 
 
 # ---------------------------------------------------------------- links
-
-
-def spec_to_link(spec: NetworkSpec) -> dict[str, str]:
-    """Query parameters that reload `spec`: ?preset=NAME when it is a preset as-is, else ?spec=<base64>."""
-    if spec.name in PRESETS and spec_key(get_preset(spec.name)) == spec_key(spec):
-        return {"preset": spec.name}
-    packed = zlib.compress(json.dumps(spec.to_dict(), separators=(",", ":")).encode(), 9)
-    return {"spec": base64.urlsafe_b64encode(packed).decode().rstrip("=")}
-
-
-def spec_from_link(text: str) -> NetworkSpec:
-    """The spec in a ?spec= value: compact JSON, or url-safe base64 of JSON (zlib-packed or not)."""
-    text = text.strip()
-    if text.startswith(("{", "[")):
-        return spec_from_json(text)
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise SpecError("the ?spec= link is damaged (not base64 or JSON): copy the whole link again") from None
-    try:
-        unpacker = zlib.decompressobj()
-        unpacked = unpacker.decompress(raw, MAX_LINK_BYTES)
-    except zlib.error:
-        return spec_from_json(raw)  # plain base64 of JSON is accepted too
-    if unpacker.unconsumed_tail:
-        raise SpecError(f"the ?spec= link unpacks to more than {MAX_LINK_BYTES:,} bytes; no network is that large")
-    return spec_from_json(unpacked)
 
 
 def load_network_from_query() -> str | None:
