@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
@@ -35,6 +35,9 @@ from s7core.spec import (
     validate,
 )
 
+if TYPE_CHECKING:
+    from s7core.evaluate import Evaluation
+
 DEFAULT_PRESET = "seed"
 SPEC_KEY = "s7_spec"  # the current valid network, as the dict NetworkSpec.to_dict() gives
 SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from outside the layer editor
@@ -42,6 +45,7 @@ ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, 
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
 DEFAULT_RULES = dict(max_params=1_000_000, min_rf=44, require_separable=True, require_dilated=True)
+PREDICTIONS_FILE = "predictions.npz"  # a run's test-set evaluation, written when it finishes
 
 
 # ---------------------------------------------------------------- the app shell
@@ -262,6 +266,27 @@ def _rules(key: str, settings_key: str):
 def rules(spec: NetworkSpec):
     """The rule results of `spec` under the current thresholds (s7core.rules.check_rules), cached."""
     return _rules(spec_key(spec), json.dumps(rule_settings_dict(), sort_keys=True))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _predictions(run_dir: str, mtime: float) -> Evaluation:
+    """The run's saved evaluation; `mtime` makes a rewritten file a new cache entry."""
+    from s7core.runs import load_predictions
+
+    return load_predictions(run_dir)
+
+
+def has_predictions(run_dir: str) -> bool:
+    """Whether the run has saved its test-set predictions (it has finished)."""
+    return (Path(run_dir) / PREDICTIONS_FILE).is_file()
+
+
+def predictions(run_dir: str) -> Evaluation | None:
+    """The run's test-set predictions (s7core.runs.load_predictions, cached), or None before it has finished."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    return _predictions(run_dir, path.stat().st_mtime)
 
 
 # ---------------------------------------------------------------- data and device
