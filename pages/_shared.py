@@ -21,6 +21,7 @@ import streamlit as st
 from s7core.errors import UserError
 from s7core.links import canonical_json, spec_from_link
 from s7core.receptive_field import RFRecord, rf_table
+from s7core.rules import RuleSettings
 from s7core.spec import (
     FIELD_ORDER,
     INT_FIELDS,
@@ -44,7 +45,7 @@ SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from
 ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, field), or None
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
-DEFAULT_RULES = dict(max_params=1_000_000, min_rf=44, require_separable=True, require_dilated=True)
+DEFAULT_RULES = asdict(RuleSettings())  # the assignment's thresholds, as RuleSettings declares them
 PREDICTIONS_FILE = "predictions.npz"  # a run's test-set evaluation, written when it finishes
 
 
@@ -258,7 +259,7 @@ def rule_settings_dict() -> dict[str, Any]:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _rules(key: str, settings_key: str):
-    from s7core.rules import RuleSettings, check_rules
+    from s7core.rules import check_rules
 
     return check_rules(spec_from_dict(json.loads(key)), RuleSettings(**json.loads(settings_key)))
 
