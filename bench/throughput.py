@@ -38,11 +38,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s7core.data import AugmentConfig, augment_batch, normalize  # noqa: E402
+from s7core.device import autocast  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model  # noqa: E402
 from s7core.spec import NetworkSpec, get_preset, spec_from_json  # noqa: E402
 from s7core.summary import summarize  # noqa: E402
-from s7core.train import autocast  # noqa: E402
 
 VARIANTS = (("fp32", False, False), ("fp32", True, False), ("bf16", True, False))  # precision, NHWC, compiled
 COMPILED = ("bf16", True, True)

@@ -8,21 +8,20 @@ so two browser tabs never see each other's network.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
-import zlib
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
 from s7core.errors import UserError
+from s7core.links import canonical_json, spec_from_link
 from s7core.receptive_field import RFRecord, rf_table
+from s7core.rules import RuleSettings
 from s7core.spec import (
     FIELD_ORDER,
     INT_FIELDS,
@@ -34,9 +33,11 @@ from s7core.spec import (
     get_preset,
     layer_from_dict,
     spec_from_dict,
-    spec_from_json,
     validate,
 )
+
+if TYPE_CHECKING:
+    from s7core.evaluate import Evaluation
 
 DEFAULT_PRESET = "seed"
 SPEC_KEY = "s7_spec"  # the current valid network, as the dict NetworkSpec.to_dict() gives
@@ -44,8 +45,8 @@ SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from
 ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, field), or None
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
-MAX_LINK_BYTES = 1_000_000  # a ?spec= link may unpack to at most this much JSON
-DEFAULT_RULES = dict(max_params=1_000_000, min_rf=44, require_separable=True, require_dilated=True)
+DEFAULT_RULES = asdict(RuleSettings())  # the assignment's thresholds, as RuleSettings declares them
+PREDICTIONS_FILE = "predictions.npz"  # a run's test-set evaluation, written when it finishes
 
 
 # ---------------------------------------------------------------- the app shell
@@ -91,7 +92,7 @@ def spec_version() -> int:
 
 def spec_key(spec: NetworkSpec) -> str:
     """A compact canonical JSON text of `spec`: the cache key of every library call on it."""
-    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    return canonical_json(spec)
 
 
 def last_error() -> dict[str, Any] | None:
@@ -116,33 +117,6 @@ def show_error(err: UserError | dict[str, Any] | str, where: Any = None) -> None
 
 
 # ---------------------------------------------------------------- links
-
-
-def spec_to_link(spec: NetworkSpec) -> dict[str, str]:
-    """Query parameters that reload `spec`: ?preset=NAME when it is a preset as-is, else ?spec=<base64>."""
-    if spec.name in PRESETS and spec_key(get_preset(spec.name)) == spec_key(spec):
-        return {"preset": spec.name}
-    packed = zlib.compress(json.dumps(spec.to_dict(), separators=(",", ":")).encode(), 9)
-    return {"spec": base64.urlsafe_b64encode(packed).decode().rstrip("=")}
-
-
-def spec_from_link(text: str) -> NetworkSpec:
-    """The spec in a ?spec= value: compact JSON, or url-safe base64 of JSON (zlib-packed or not)."""
-    text = text.strip()
-    if text.startswith(("{", "[")):
-        return spec_from_json(text)
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise SpecError("the ?spec= link is damaged (not base64 or JSON): copy the whole link again") from None
-    try:
-        unpacker = zlib.decompressobj()
-        unpacked = unpacker.decompress(raw, MAX_LINK_BYTES)
-    except zlib.error:
-        return spec_from_json(raw)  # plain base64 of JSON is accepted too
-    if unpacker.unconsumed_tail:
-        raise SpecError(f"the ?spec= link unpacks to more than {MAX_LINK_BYTES:,} bytes; no network is that large")
-    return spec_from_json(unpacked)
 
 
 def load_network_from_query() -> str | None:
@@ -285,7 +259,7 @@ def rule_settings_dict() -> dict[str, Any]:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _rules(key: str, settings_key: str):
-    from s7core.rules import RuleSettings, check_rules
+    from s7core.rules import check_rules
 
     return check_rules(spec_from_dict(json.loads(key)), RuleSettings(**json.loads(settings_key)))
 
@@ -293,6 +267,27 @@ def _rules(key: str, settings_key: str):
 def rules(spec: NetworkSpec):
     """The rule results of `spec` under the current thresholds (s7core.rules.check_rules), cached."""
     return _rules(spec_key(spec), json.dumps(rule_settings_dict(), sort_keys=True))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _predictions(run_dir: str, mtime: float) -> Evaluation:
+    """The run's saved evaluation; `mtime` makes a rewritten file a new cache entry."""
+    from s7core.runs import load_predictions
+
+    return load_predictions(run_dir)
+
+
+def has_predictions(run_dir: str) -> bool:
+    """Whether the run has saved its test-set predictions (it has finished)."""
+    return (Path(run_dir) / PREDICTIONS_FILE).is_file()
+
+
+def predictions(run_dir: str) -> Evaluation | None:
+    """The run's test-set predictions (s7core.runs.load_predictions, cached), or None before it has finished."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    return _predictions(run_dir, path.stat().st_mtime)
 
 
 # ---------------------------------------------------------------- data and device
@@ -320,10 +315,10 @@ def data_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def device_name() -> str:
-    """The device training uses with device 'auto' (s7core.train.resolve_device): 'CUDA: <GPU name>' or 'CPU'."""
+    """The device training uses with device 'auto' (s7core.device.resolve_device): 'CUDA: <GPU name>' or 'CPU'."""
     import torch
 
-    from s7core.train import resolve_device
+    from s7core.device import resolve_device
 
     device = resolve_device("auto")
     return f"CUDA: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"

@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages import _shared as sh
 from s7core.errors import UserError
+from s7core.links import spec_to_link
 from s7core.rules import MAX_PARAMS_LIMIT, MAX_RF_LIMIT
 from s7core.spec import BLOCKS, LAYER_DESCRIPTIONS, LAYER_FIELDS, PRESETS, get_preset, make_block, spec_from_json
 
@@ -108,7 +109,7 @@ def _load_upload() -> None:
 
 
 def _share() -> None:
-    params = sh.spec_to_link(sh.get_spec())
+    params = spec_to_link(sh.get_spec())
     sh.mark_link_loaded(params)
     st.query_params.clear()
     st.query_params.update(params)

@@ -6,13 +6,11 @@ taken for one predicted class. Images are enlarged by repeating pixels, so what 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import show_error
+from pages._shared import has_predictions, predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, misclassified
@@ -24,12 +22,6 @@ ZOOM = 4  # 32x32 images shown at 128x128
 ANY = "any"
 TRUE_KEY, PRED_KEY, CHART_KEY = "mis_true", "mis_pred", "mis_confusion"
 SORTS = {"confidence-desc": "most confident first", "confidence-asc": "least confident first", "index": "test index"}
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _predictions(run_dir: str, mtime: float) -> Evaluation:
-    """The run's saved evaluation; `mtime` makes a rewritten file a new cache entry."""
-    return runs.load_predictions(run_dir)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the test images…")
@@ -48,7 +40,7 @@ def run_model(run_dir: str, mtime: float):
 
 def choose_run() -> runs.RunInfo | None:
     """A run that has saved test predictions (i.e. finished)."""
-    done = [i for i in runs.list_runs() if (Path(i.path) / "predictions.npz").is_file()]
+    done = [i for i in runs.list_runs() if has_predictions(i.path)]
     if not done:
         st.info("No finished run yet: launch one on the Train page; its mistakes show up here when it ends.")
         return None
@@ -115,11 +107,14 @@ def enlarge(image_chw: np.ndarray) -> np.ndarray:
 
 def _layer_label(model, name: str) -> str:
     """'layers.6.depthwise' as 'layer 6: sepconv 48 3x3 d2 p2 (depthwise part)'."""
-    parts = name.split(".")
-    if name == "off" or len(parts) < 2 or not parts[1].isdigit():
+    if name == "off":
         return name
-    text = f"layer {parts[1]}: {model.spec.layers[int(parts[1])].label()}"
-    return f"{text} ({parts[2]} part)" if len(parts) > 2 else text
+    try:
+        index, part = model.layer_of(name)
+    except UserError:  # a module not built from a spec layer keeps its own name
+        return name
+    text = f"layer {index}: {model.spec.layers[index].label()}"
+    return f"{text} ({part} part)" if part else text
 
 
 def gradcam_controls(run: runs.RunInfo):
@@ -169,8 +164,10 @@ def page() -> None:
     run = choose_run()
     if run is None:
         return
-    mtime = (Path(run.path) / "predictions.npz").stat().st_mtime
-    ev = _predictions(run.path, mtime)
+    ev = predictions(run.path)
+    if ev is None:  # the run folder was deleted after the menu was drawn
+        st.info("This run's test predictions are gone; pick another run.")
+        return
     data_dir = str(runs.run_data_dir(run.path))
     left, right = st.columns([3, 2])
     with left:

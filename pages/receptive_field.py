@@ -16,6 +16,7 @@ import streamlit as st
 from pages import _shared as sh
 from s7core.data import CIFAR10_CLASSES, load_cifar10, synthetic_cifar10
 from s7core.errors import UserError
+from s7core.model import module_name, position_of
 from s7core.receptive_field import effective_rf, unit_window
 from s7core.spec import spec_from_dict
 
@@ -260,8 +261,8 @@ def _animation(image: np.ndarray, records) -> go.Figure:
 
 
 def _module_name(record) -> str:
-    """The model's module for an RF record: spec layer i is model.layers[i] (a sepconv has two parts)."""
-    return f"layers.{record.name}"
+    """The model's module for an RF record, whose name labels a spec layer or part ('7', '7.depthwise')."""
+    return module_name(*position_of(record.name))
 
 
 def _batch(image: np.ndarray):

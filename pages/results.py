@@ -6,32 +6,16 @@ checkpoint, written when it finished); the curves come from its metrics file.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import show_error
+from pages._shared import predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation
 
 SELECT_KEY = "results_runs"
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _predictions(run_dir: str, mtime: float) -> Evaluation:
-    """The run's saved evaluation; `mtime` makes a rewritten file a new cache entry."""
-    return runs.load_predictions(run_dir)
-
-
-def predictions(run_dir: str) -> Evaluation | None:
-    """The run's test-set predictions, or None before it has finished."""
-    path = Path(run_dir) / "predictions.npz"
-    if not path.is_file():
-        return None
-    return _predictions(run_dir, path.stat().st_mtime)
 
 
 def choose_runs(infos: list[runs.RunInfo]) -> list[runs.RunInfo]:

@@ -7,7 +7,6 @@ confusion matrix, precision, recall) is derived from those arrays, so a saved `E
 
 from __future__ import annotations
 
-import contextlib
 import os
 import zipfile
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s7core.data import CIFAR10_CLASSES, normalize
+from s7core.device import autocast
 from s7core.errors import UserError
 from s7core.files import atomic_write
 from s7core.model import eval_mode
@@ -140,13 +140,6 @@ def _floats(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in values]
 
 
-def _autocast(device: torch.device, precision: str):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Images (..., H, W) moved down `dy` and right `dx` pixels (negative: up, left), the uncovered border
     filled by reflection, as the training crops pad."""
@@ -178,7 +171,7 @@ def predict_logits(
     device = images.device
     views = SHIFT_VIEWS if tta_shift else ((1.0, 0, 0),)
     out = []
-    with eval_mode(model), torch.inference_mode(), _autocast(device, precision):
+    with eval_mode(model), torch.inference_mode(), autocast(device, precision):
         for i in range(0, images.shape[0], batch_size):
             x = normalize(images[i : i + batch_size])  # (B, 3, H, W) float
             if channels_last:

@@ -39,12 +39,13 @@ import torch
 from torch import nn
 
 import s7core
+from s7core.device import resolve_device
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, evaluate
 from s7core.files import atomic_write
 from s7core.model import build_model
 from s7core.spec import NetworkSpec, spec_from_dict
-from s7core.train import EpochEvent, StepEvent, TrainConfig, TrainResult, resolve_device, train
+from s7core.train import EpochEvent, StepEvent, TrainConfig, TrainResult, train
 
 RUNS_ENV = "S7_RUNS_DIR"
 STATES = ("queued", "running", "finished", "failed", "stopped")

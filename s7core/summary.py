@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from s7core.errors import UserError
-from s7core.model import build_model
+from s7core.model import S7Net, build_model
 from s7core.spec import NetworkSpec
 
 BYTES_PER_NUMBER = 4  # float32
@@ -92,12 +92,11 @@ def _first_tensor(output: object) -> torch.Tensor | None:
     return None
 
 
-def _position(name: str) -> int | None:
-    """The spec position in an S7Net module path: 'layers.7.depthwise' -> 7."""
-    parts = name.split(".")
-    if len(parts) >= 2 and parts[0] == "layers" and parts[1].isdigit():
-        return int(parts[1])
-    return None
+def _positions(model: nn.Module) -> dict[str, int]:
+    """The spec layer of each module path, as the model tells it; empty for a model not built from a spec."""
+    if not isinstance(model, S7Net):
+        return {}
+    return {name: index for name, (index, _part) in model.layer_modules().items()}
 
 
 def _leaf_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, nn.Module, tuple[int, ...]]], dict]:
@@ -147,13 +146,14 @@ def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
     device = param.device if param is not None else torch.device("cpu")
     calls, flops = _leaf_calls(model, torch.zeros(1, *input_shape, device=device))
     prefix = type(model).__name__  # FlopCounterMode names modules '<root class>.<path>'
+    positions = _positions(model)
     rows = []
     for index, (name, module, shape) in enumerate(calls, start=1):
         params = sum(p.numel() for p in module.parameters())
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         mult_adds = sum(flops.get(f"{prefix}.{name}", {}).values()) // 2
         kind = type(module).__name__
-        rows.append(SummaryRow(index, name, _position(name), kind, shape, params, trainable, mult_adds))
+        rows.append(SummaryRow(index, name, positions.get(name), kind, shape, params, trainable, mult_adds))
     total = sum(p.numel() for p in model.parameters())
     trainable_total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     outputs = sum(math.prod(row.output_shape) for row in rows)

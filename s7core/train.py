@@ -18,7 +18,6 @@ cuDNN kernels are not deterministic, so there the two agree closely but not bit 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -31,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from s7core.data import AugmentConfig, CifarData, augment_batch, normalize
+from s7core.device import autocast, resolve_device, resolve_precision
 from s7core.errors import UserError
 from s7core.evaluate import loss_and_accuracy
-from s7core.model import build_model
+from s7core.model import S7Net, build_model
 from s7core.spec import NetworkSpec
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
@@ -359,35 +359,6 @@ class TrainResult:
 # ---------------------------------------------------------------- helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device of a config's `device` setting."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' was asked for but no CUDA GPU is available — use device 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' becomes bf16 on a GPU that has it and fp32 on the CPU.
-
-    On the CPU (bench/throughput.py, 2 cores) bf16 trains `seed` 1.3x (AMD EPYC, AVX-512 BF16) to 2.0x (Intel
-    Xeon, AMX) faster than fp32 with channels_last, but `tiny`, mostly depthwise convolutions, 1.6-2.5x slower
-    (AMD EPYC): fp32 is the safe default there.
-    """
-    if precision != "auto":
-        return precision
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for bf16/fp16, nothing for fp32."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer a config names, over all the model's parameters."""
     params, c = model.parameters(), config
@@ -462,7 +433,7 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4,
     (the whitening layer of airbench). Uses the first `max_images` uint8 images; output channels beyond
     twice the patch size keep their initial weights.
     """
-    stem = model.layers[0] if hasattr(model, "layers") else None
+    stem = model.get_submodule(model.module_name(0)) if isinstance(model, S7Net) else None
     if not isinstance(stem, nn.Conv2d) or stem.in_channels != 3 or stem.groups != 1 or stem.dilation != (1, 1):
         raise ConfigError(
             "whiten_stem needs a network whose first layer is a dense, undilated conv on the 3 colour channels "

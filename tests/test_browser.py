@@ -418,9 +418,9 @@ def _gradcam_layer_with_evidence(run_dir: str, image: int) -> str:
     batch = normalize(load_cifar10(runs.run_data_dir(run_dir)).test_images[torch.tensor([image])])
     found = [name for name in gradcam_layers(model) if grad_cam(model, batch, name).max() > 0]
     assert found, "no layer has any evidence for the predicted class"
-    position, *part = found[-1].split(".")[1:]
-    label = f"layer {position}: {model.spec.layers[int(position)].label()}"
-    return f"{label} ({part[0]} part)" if part else label
+    position, part = model.layer_of(found[-1])
+    label = f"layer {position}: {model.spec.layers[position].label()}"
+    return f"{label} ({part} part)" if part else label
 
 
 def _click_confusion_cell(page, row: int, column: int, classes: int) -> None:

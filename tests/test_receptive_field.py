@@ -25,7 +25,7 @@ from s7core.receptive_field import (
 )
 from s7core.spec import PRESETS, NetworkSpec, SpecError, conv, get_preset, layer, sepconv, validate
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/seed_rf.csv"
+REFERENCE = Path(__file__).resolve().parent / "golden/seed_rf.csv"
 
 
 def numbers(record: RFRecord) -> tuple:
