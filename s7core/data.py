@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from s7core.config import AugmentConfig, AugmentError
 from s7core.errors import UserError
 from s7core.files import atomic_write
 
@@ -695,30 +696,6 @@ def make_tiny_cifar10(folder: Path, n_train: int = 500, n_test: int = 200, forma
 
 
 # --------------------------------------------------------------------------- augmentation
-
-
-class AugmentError(UserError, ValueError):
-    """An augmentation setting out of range; the message says the allowed range."""
-
-
-@dataclass
-class AugmentConfig:
-    """Training augmentation; every switch off gives plain normalisation."""
-
-    crop_padding: int = 4  # random crop after padding this many pixels each side (reflected); 0 = off
-    flip: bool = True  # horizontal flip with probability 0.5
-    cutout: int = 0  # side in pixels of one square set to the mean colour (0 after normalising); 0 = off
-    affine: bool = False  # the reference recipe's RandomAffine: degrees 7, translate 0.1, scale 0.9-1.1, shear 7
-
-    def __post_init__(self):
-        for name, top in (("crop_padding", 16), ("cutout", 32)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-                raise AugmentError(f"augmentation {name} must be whole pixels from 0 to {top}, got {value!r}")
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready form."""
-        return {"crop_padding": self.crop_padding, "flip": self.flip, "cutout": self.cutout, "affine": self.affine}
 
 
 def _channel_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from s7core import data as D
+from s7core.config import AugmentConfig
 from s7core.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
     CIFAR10_STD,
-    AugmentConfig,
     DataError,
     augment_batch,
     count_train_images,
