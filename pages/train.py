@@ -16,10 +16,10 @@ import streamlit as st
 
 from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
 from s7core import runs
-from s7core.data import AugmentConfig
+from s7core.config import OPTIMIZERS, PRECISIONS, SCHEDULES, AugmentConfig, TrainConfig
 from s7core.errors import UserError
+from s7core.recipes import RECIPES, default_recipe
 from s7core.spec import PRESETS, get_preset
-from s7core.train import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_recipe
 
 ACTIVE = ("queued", "running")
 WATCH_KEY = "train_watch_run"

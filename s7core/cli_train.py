@@ -101,8 +101,8 @@ def _load_spec(args: argparse.Namespace):
 
 def _new_run(args: argparse.Namespace) -> Path:
     from s7core.data import DataError, find_cifar10
+    from s7core.recipes import get_recipe
     from s7core.runs import create_run
-    from s7core.train import get_recipe
 
     recipe = get_recipe(args.recipe)
     config = recipe.config.replace(**_overrides(args), epochs=args.epochs)

@@ -202,9 +202,9 @@ def test_with_settings_changes_settings_by_path():
         with_settings(TrainConfig(), {"augment.crop": 2})
 
 
-def test_the_settings_load_without_torch_or_the_data_module():
+def test_the_settings_and_recipes_load_without_torch_or_the_data_module():
     code = (
-        "import sys, s7core.config; "
+        "import sys, s7core.config, s7core.recipes; "
         "print(sorted(m for m in ('torch', 's7core.data', 'streamlit') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
