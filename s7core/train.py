@@ -1,14 +1,10 @@
-"""TrainConfig, the named recipes and the training loop.
+"""The training loop (its settings are s7core.config's TrainConfig; named recipes are in s7core.recipes).
 
 The whole data set lives on the device as uint8 tensors; each epoch draws a permutation, slices batches
 from it and augments them on the device (`data.augment_batch`) — no DataLoader workers and no per-image
 Python in the hot loop. `train` emits events (StepEvent, EpochEvent) through a callback and never prints;
 it hands plain checkpoint dicts (tensors and plain types only, safe for `torch.load(weights_only=True)`)
 to `on_checkpoint` at every epoch end and when stopped, and continues from one when given `state`.
-
-Speed on 2 CPU cores (bench/throughput.py, bench/reproduce.py): `seed` trains at 136 images/s in fp32 with
-channels_last and 266 images/s in bf16 at batch 128 on an Intel Xeon with AMX; at batch 32, as the reference
-recipe trains, the reference's 20 epochs took 1 h 52 min there, against about 10 minutes on a hosted GPU.
 
 On the CPU the same seed gives the same numbers, and a run resumed from a checkpoint ends with the same
 weights as one never interrupted: the permutation and augmentation generators are re-seeded from
@@ -491,7 +487,7 @@ def train(
 ) -> TrainResult:
     """Train a model of `spec` on `data` with `config`, from scratch or from a checkpoint `state`.
 
-    callback(event) receives a StepEvent at most every 0.5 s and at each epoch's last step, and an
+    callback(event) receives a StepEvent at most every STEP_EVENT_EVERY_S and at each epoch's last step, and an
     EpochEvent after each epoch. should_stop() is asked after every step: when it says True the step is
     finished, on_checkpoint(state, False) is called and the result has stopped=True. on_checkpoint(state,
     is_best) is called at every epoch end with a dict of tensors and plain types to save.
