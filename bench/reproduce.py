@@ -18,8 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s7core.data import load_cifar10  # noqa: E402
+from s7core.recipes import get_recipe  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
-from s7core.train import EpochEvent, StepEvent, get_recipe, train  # noqa: E402
+from s7core.train import EpochEvent, StepEvent, train  # noqa: E402
 
 # The reference solution's test accuracy (%) after each of its 20 epochs.
 REFERENCE_ACCURACY = (58.96, 68.74, 71.64, 76.51, 77.60, 77.89, 80.83, 81.35, 82.49, 83.17,

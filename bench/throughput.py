@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s7core.data import AugmentConfig, augment_batch, normalize  # noqa: E402
+from s7core.config import AugmentConfig  # noqa: E402
+from s7core.data import augment_batch, normalize  # noqa: E402
 from s7core.device import autocast  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model  # noqa: E402

@@ -54,8 +54,9 @@ from s7core.errors import UserError  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model, count_parameters  # noqa: E402
 from s7core.receptive_field import global_rf  # noqa: E402
+from s7core.recipes import get_recipe  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
-from s7core.train import EpochEvent, StepEvent, get_recipe, train  # noqa: E402
+from s7core.train import EpochEvent, StepEvent, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data"  # the team's read-only copy, when present
 THRESHOLDS = (0.80, 0.85, 0.90, 0.93)

@@ -6,7 +6,6 @@ in the run list. The live panel is a fragment that reruns every second while a r
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,110 +15,53 @@ import streamlit as st
 
 from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
 from s7core import runs
-from s7core.data import AugmentConfig
+from s7core.config import Setting, TrainConfig, settings
 from s7core.errors import UserError
+from s7core.recipes import RECIPES, default_recipe
 from s7core.spec import PRESETS, get_preset
-from s7core.train import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_recipe
 
 ACTIVE = ("queued", "running")
 WATCH_KEY = "train_watch_run"
 EDITED = "The network being edited"
 
-# Widget settings per training field: (kind, low, high, step, help). Ranges are those TrainConfig.validate allows,
-# narrowed to what makes sense in a classroom.
-FIELD_WIDGETS: dict[str, tuple] = {
-    "optimizer": ("choice", OPTIMIZERS, None, None, "sgd, SGD with Nesterov momentum, Adam or AdamW"),
-    "lr": ("float", 1e-5, 10.0, None, "peak learning rate"),
-    "momentum": ("float", 0.0, 0.9999, 0.05, "SGD momentum (Adam's beta1)"),
-    "weight_decay": ("float", 0.0, 1.0, None, "L2 penalty (decoupled for AdamW)"),
-    "batch_size": ("int", 1, 4096, 16, "images per optimizer step"),
-    "epochs": ("int", 1, 1000, 1, "passes over the training images"),
-    "schedule": ("choice", SCHEDULES, None, None, "how the learning rate moves during the run"),
-    "warmup": ("float", 0.0, 0.99, 0.05, "onecycle/cosine: fraction of the run spent rising to lr"),
-    "step_size": ("int", 1, 1000, 1, "step: epochs between drops"),
-    "gamma": ("float", 0.001, 1.0, 0.05, "step: factor at each drop"),
-    "plateau_factor": ("float", 0.01, 0.99, 0.05, "plateau: factor when the loss stops falling"),
-    "plateau_patience": ("int", 0, 1000, 1, "plateau: epochs without improvement before a drop"),
-    "plateau_on_test": ("bool", None, None, None, "plateau watches the TEST loss (the reference did; it leaks)"),
-    "label_smoothing": ("float", 0.0, 0.99, 0.05, "cross-entropy target smoothing"),
-    "val_split": ("int", 0, 49_000, 1000, "training images held out to pick the best checkpoint"),
-    "ema": ("float", 0.0, 0.99999, None, "moving average of the weights used to evaluate (0 = off)"),
-    "tta_flip": ("bool", None, None, None, "evaluate on each image and its mirror image"),
-    "tta_shift": ("bool", None, None, None, "also evaluate on each image moved 1 pixel up-left and down-right"),
-    "whiten_stem": ("bool", None, None, None, "first conv set from whitened image patches, then frozen"),
-    "seed": ("int", 0, 2**31 - 1, 1, "seeds weights, split, batch order and augmentation"),
-    "device": ("choice", ("auto", "cpu", "cuda"), None, None, "auto: CUDA when available, else CPU"),
-    "channels_last": ("bool", None, None, None, "NHWC memory layout (faster on some GPUs)"),
-    "precision": ("choice", PRECISIONS, None, None, "autocast precision; auto = bf16 on a GPU, fp32 on the CPU"),
-    "max_steps": ("int", 0, 10**9, 10, "stop after this many optimizer steps (0 = no cap)"),
-    "eval_every": ("int", 1, 1000, 1, "epochs between test-set evaluations"),
-}
-AUGMENT_WIDGETS: dict[str, tuple] = {
-    "crop_padding": ("int", 0, 16, 1, "random crop after padding this many pixels (0 = off)"),
-    "flip": ("bool", None, None, None, "random horizontal flip"),
-    "cutout": ("int", 0, 16, 1, "side of a square cut out of each image (0 = off)"),
-    "affine": ("bool", None, None, None, "the reference's RandomAffine (rotate, shift, scale, shear)"),
-}
-GROUPS = {
-    "Optimizer": ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs"),
-    "Learning-rate schedule": (
-        "schedule", "warmup", "step_size", "gamma", "plateau_factor", "plateau_patience", "plateau_on_test",
-    ),
-    "Regularisation and evaluation": (
-        "label_smoothing", "ema", "tta_flip", "tta_shift", "whiten_stem", "val_split", "eval_every",
-    ),
-    "Device and reproducibility": ("device", "precision", "channels_last", "seed", "max_steps"),
-}  # fmt: skip
-
 
 # ---------------------------------------------------------------- the form
 
 
-def _widget(spec: tuple, label: str, value: Any, key: str) -> Any:
-    """One input for a setting, bounded by its sensible range."""
-    kind, low, high, step, help_text = spec
-    if kind == "choice":
-        options = list(low) if value in low else [value, *low]
+def _widget(s: Setting, value: Any, key: str) -> Any:
+    """One input for a setting, chosen by its type and bounded by its declared limits."""
+    label, help_text = s.title, s.help if s.kind is bool else f"{s.help}. Allowed: {s.allowed()}."
+    if s.choices:
+        options = list(s.choices) if value in s.choices else [value, *s.choices]
         return st.selectbox(label, options, index=options.index(value), key=key, help=help_text)
-    if kind == "bool":
+    if s.kind is bool:
         return st.checkbox(label, value=bool(value), key=key, help=help_text)
-    if kind == "int":
-        return int(st.number_input(label, low, high, int(value), step, key=key, help=help_text))
-    fmt = "%.6g"
-    return float(st.number_input(label, low, high, float(value), step, format=fmt, key=key, help=help_text))
+    if s.kind is int:
+        return int(st.number_input(label, s.low, s.high, int(value), s.step or 1, key=key, help=help_text))
+    low, high = float(s.low), float(s.high)
+    return float(st.number_input(label, low, high, float(value), s.step, format="%.6g", key=key, help=help_text))
 
 
-def _plain_widget(value: Any) -> tuple:
-    """Widget settings for a training field this page does not know yet, from its value's type."""
-    if isinstance(value, bool):
-        return ("bool", None, None, None, None)
-    if isinstance(value, int):
-        return ("int", 0, 10**9, 1, None)
-    return ("float", 0.0, 1e9, None, None)
+def _groups() -> dict[str, list[Setting]]:
+    """The declared settings under their group headings, in declaration order."""
+    groups: dict[str, list[Setting]] = {}
+    for s in settings():
+        groups.setdefault(s.group, []).append(s)
+    return groups
 
 
 def _config_form(base: TrainConfig, prefix: str) -> dict[str, Any]:
-    """The recipe's settings as inputs; returns the values as TrainConfig.from_dict takes them."""
+    """The recipe's settings as inputs, one per declared setting; returns the values as TrainConfig.from_dict
+    takes them."""
     values = base.to_dict()
-    shown = {name for names in GROUPS.values() for name in names} | {"augment"}
-    others = tuple(n for n, v in values.items() if n not in shown and isinstance(v, (bool, int, float)))
-    for title, group in {**GROUPS, "Other settings": others}.items():
-        names = [name for name in group if name in values]
-        if not names:
-            continue
-        with st.expander(title, expanded=title == "Optimizer"):
+    for i, (title, group) in enumerate(_groups().items()):
+        with st.expander(title, expanded=i == 0):
             cols = st.columns(3)
-            for i, name in enumerate(names):
-                with cols[i % 3]:
-                    spec = FIELD_WIDGETS.get(name) or _plain_widget(values[name])
-                    values[name] = _widget(spec, name, values[name], f"{prefix}_{name}")
-    with st.expander("Augmentation"):
-        cols = st.columns(4)
-        augment = dict(values["augment"])
-        for i, f in enumerate(fields(AugmentConfig)):
-            with cols[i % 4]:
-                augment[f.name] = _widget(AUGMENT_WIDGETS[f.name], f.name, augment[f.name], f"{prefix}_aug_{f.name}")
-        values["augment"] = augment
+            for j, s in enumerate(group):
+                section, _, name = s.path.rpartition(".")
+                holder = values[section] if section else values
+                with cols[j % 3]:
+                    holder[name] = _widget(s, holder[name], f"{prefix}_{s.path.replace('.', '_')}")
     return values
 
 
@@ -168,10 +110,11 @@ def launch_section() -> None:
             "Recipe", names, index=names.index(default_recipe(spec.name)), key=f"train_recipe_{spec.name}"
         )
         recipe = RECIPES[recipe_name]
+        text = f"{recipe.description}\n\nFrom {recipe.base or 'the defaults'}: {recipe.changes_text()}."
         if recipe.config.plateau_on_test:
-            st.warning(recipe.description, icon=":material/visibility:")
+            st.warning(text, icon=":material/visibility:")
         else:
-            st.info(recipe.description, icon=":material/menu_book:")
+            st.info(text, icon=":material/menu_book:")
         default_slots = 1 if device_name() == "CPU" else 2
         max_concurrent = int(
             st.number_input(

@@ -19,24 +19,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from s7core.config import Setting, settings, with_settings
 from s7core.errors import UserError
+from s7core.recipes import RECIPES
 
-OVERRIDES = {  # flag -> (TrainConfig field, type, help)
-    "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "images per step"),
-    "--optimizer": ("optimizer", str, "sgd, nesterov, adam or adamw"),
-    "--schedule": ("schedule", str, "onecycle, cosine, step, plateau or constant"),
-    "--momentum": ("momentum", float, "SGD momentum / Adam beta1"),
-    "--weight-decay": ("weight_decay", float, "weight decay"),
-    "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing"),
-    "--val-split": ("val_split", int, "training images held out for validation"),
-    "--ema": ("ema", float, "weight-average decay (0 = off)"),
-    "--seed": ("seed", int, "random seed"),
-    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
-    "--precision": ("precision", str, "fp32, bf16, fp16 or auto"),
-    "--max-steps": ("max_steps", int, "stop after this many steps in all (smoke tests)"),
-    "--eval-every": ("eval_every", int, "epochs between test evaluations"),
-}
+ALIASES = {"tta_flip": ("--tta",)}  # short flags kept beside the generated ones
+RESUME_NOTE = {"epochs": "; with --resume: the run's new total, to train it further"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,19 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a network in a run folder (resumable)")
     p.add_argument("--preset", default="seed", help="network preset (default: seed)")
     p.add_argument("--spec", help="network spec JSON file (instead of --preset)")
-    p.add_argument("--recipe", default="default", help="training recipe: default, reference, ... (default: default)")
-    p.add_argument("--epochs", type=int, help="number of epochs (with --resume: train the run further)")
+    p.add_argument("--recipe", default="default", help=f"training recipe: {', '.join(RECIPES)} (default: default)")
     p.add_argument("--data-dir", help="folder holding CIFAR-10 (default: $S7_DATA_DIR or the data cache)")
     p.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
     p.add_argument("--runs-dir", help="runs root for a new run with a generated name (default: $S7_RUNS_DIR or ./runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory layout")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
-    p.add_argument(
-        "--tta-shift", action=argparse.BooleanOptionalAction, default=None, help="1-pixel shift test-time augmentation"
-    )
-    for flag, (_, kind, text) in OVERRIDES.items():
-        p.add_argument(flag, type=kind, help=text)
+    _add_setting_flags(p.add_argument_group("training settings (each one given replaces the recipe's value)"))
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
@@ -82,10 +63,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- train
 
 
+def setting_flag(s: Setting) -> str:
+    """The command-line flag of a setting: its field name, dashed (--weight-decay)."""
+    return "--" + s.name.replace("_", "-")
+
+
+def _add_setting_flags(group: argparse._ArgumentGroup) -> None:
+    """One flag per declared training setting; a flag left out keeps the recipe's value."""
+    for s in settings():
+        flags = (setting_flag(s), *ALIASES.get(s.path, ()))
+        limits = "" if s.kind is bool else f" [{s.allowed()}]"
+        text = f"{s.help}{limits}{RESUME_NOTE.get(s.path, '')}".replace("%", "%%")  # argparse %-formats help
+        if s.kind is bool:
+            group.add_argument(*flags, dest=s.path, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            metavar = {int: "N", float: "X"}.get(s.kind, "NAME")
+            group.add_argument(*flags, dest=s.path, type=s.kind, default=None, metavar=metavar, help=text)
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    values = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in OVERRIDES.items()}
-    values["channels_last"], values["tta_flip"], values["tta_shift"] = args.channels_last, args.tta, args.tta_shift
-    return {k: v for k, v in values.items() if v is not None}
+    """The settings given on the command line, by path."""
+    values = {s.path: getattr(args, s.path) for s in settings()}
+    return {path: value for path, value in values.items() if value is not None}
 
 
 def _load_spec(args: argparse.Namespace):
@@ -101,11 +100,11 @@ def _load_spec(args: argparse.Namespace):
 
 def _new_run(args: argparse.Namespace) -> Path:
     from s7core.data import DataError, find_cifar10
+    from s7core.recipes import get_recipe
     from s7core.runs import create_run
-    from s7core.train import get_recipe
 
     recipe = get_recipe(args.recipe)
-    config = recipe.config.replace(**_overrides(args), epochs=args.epochs)
+    config = with_settings(recipe.config, _overrides(args))
     spec = _load_spec(args)
     found = find_cifar10(args.data_dir)
     if not found.found:
@@ -125,7 +124,7 @@ def _existing_run(args: argparse.Namespace) -> Path:
 
     if not args.run_dir:
         raise UserError("--resume needs --run-dir: the run folder to continue")
-    fixed = sorted(set(_overrides(args)) - {"device"})
+    fixed = sorted(set(_overrides(args)) - {"device", "epochs"})
     if fixed or args.spec:
         raise UserError(
             f"a run's settings are fixed once created ({', '.join(fixed or ['spec'])}); "

@@ -1,14 +1,10 @@
-"""TrainConfig, the named recipes and the training loop.
+"""The training loop (its settings are s7core.config's TrainConfig; named recipes are in s7core.recipes).
 
 The whole data set lives on the device as uint8 tensors; each epoch draws a permutation, slices batches
 from it and augments them on the device (`data.augment_batch`) — no DataLoader workers and no per-image
 Python in the hot loop. `train` emits events (StepEvent, EpochEvent) through a callback and never prints;
 it hands plain checkpoint dicts (tensors and plain types only, safe for `torch.load(weights_only=True)`)
 to `on_checkpoint` at every epoch end and when stopped, and continues from one when given `state`.
-
-Speed on 2 CPU cores (bench/throughput.py, bench/reproduce.py): `seed` trains at 136 images/s in fp32 with
-channels_last and 266 images/s in bf16 at batch 128 on an Intel Xeon with AMX; at batch 32, as the reference
-recipe trains, the reference's 20 epochs took 1 h 52 min there, against about 10 minutes on a hosted GPU.
 
 On the CPU the same seed gives the same numbers, and a run resumed from a checkpoint ends with the same
 weights as one never interrupted: the permutation and augmentation generators are re-seeded from
@@ -22,277 +18,22 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s7core.data import AugmentConfig, CifarData, augment_batch, normalize
+from s7core.config import ConfigError, TrainConfig
+from s7core.data import CifarData, augment_batch, normalize
 from s7core.device import autocast, resolve_device, resolve_precision
 from s7core.errors import UserError
 from s7core.evaluate import loss_and_accuracy
 from s7core.model import S7Net, build_model
 from s7core.spec import NetworkSpec
 
-OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "step", "plateau", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 CHECKPOINT_FORMAT = 1
-
-
-class ConfigError(UserError, ValueError):
-    """A training setting out of range or of the wrong type."""
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run, with its unit; plain data that round-trips through JSON."""
-
-    optimizer: str = "nesterov"  # "sgd", "nesterov" (SGD with Nesterov momentum), "adam", "adamw"
-    lr: float = 0.05  # peak learning rate (per step, for the mean loss of a batch)
-    momentum: float = 0.9  # SGD momentum; Adam's beta1
-    weight_decay: float = 5e-4  # L2 penalty (sgd, nesterov, adam) or decoupled decay (adamw)
-    batch_size: int = 128  # images per step; the last partial batch of an epoch is dropped
-    epochs: int = 20  # passes over the training images
-    schedule: str = "onecycle"  # "onecycle", "cosine", "step", "plateau", "constant"
-    warmup: float = 0.2  # onecycle/cosine: fraction of all steps spent rising linearly to lr
-    step_size: int = 10  # step: epochs between learning-rate drops
-    gamma: float = 0.1  # step: factor applied at each drop
-    plateau_factor: float = 0.5  # plateau: factor applied when the watched loss stops falling
-    plateau_patience: int = 0  # plateau: epochs without improvement tolerated before a drop
-    plateau_on_test: bool = False  # plateau watches the TEST loss (only the reference recipe, as it was)
-    label_smoothing: float = 0.0  # cross-entropy target smoothing (0 = one-hot targets)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-batch augmentation
-    val_split: int = 0  # training images held out for validation (0 = none)
-    ema: float = 0.0  # decay of an exponential moving average of the weights used to evaluate (0 = off)
-    tta_flip: bool = False  # evaluate on each image and its mirror image, averaging the logits
-    tta_shift: bool = False  # also evaluate on each image moved 1 pixel up-left and down-right (weights 1/2, 1/4, 1/4)
-    whiten_stem: bool = False  # set the first conv from whitened patches of training images, then freeze it
-    seed: int = 0  # seeds the weights, the validation split, batch order and augmentation
-    device: str = "auto"  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N"
-    channels_last: bool = True  # NHWC memory layout for model and batches (faster on the CPU for every net measured)
-    precision: str = "auto"  # "fp32", "bf16", "fp16" autocast, or "auto" (bf16 on CUDA, fp32 on the CPU)
-    max_steps: int = 0  # stop after this many optimizer steps in all (0 = no cap); for smoke tests
-    eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> TrainConfig:
-        """A validated config from plain data; missing fields take their defaults."""
-        if not isinstance(data, dict):
-            raise ConfigError("a training config must be a JSON object of settings")
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown training setting '{unknown[0]}': use one of {', '.join(names)}")
-        values = {k: _checked_type(k, v, names[k].type) for k, v in data.items() if k != "augment"}
-        if "augment" in data:
-            values["augment"] = _augment_from_dict(data["augment"])
-        return cls(**values).validate()
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A validated copy with some settings changed (None values are ignored)."""
-        merged = {**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
-        return TrainConfig.from_dict(merged)
-
-    def validate(self) -> TrainConfig:
-        """Raise ConfigError naming the first setting out of range; return self."""
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _range("lr", self.lr, 0, 10, low_open=True)
-        _range("momentum", self.momentum, 0, 0.9999)
-        _range("weight_decay", self.weight_decay, 0, 1)
-        _range("batch_size", self.batch_size, 1, 4096)
-        _range("epochs", self.epochs, 1, 1000)
-        _range("warmup", self.warmup, 0, 0.99)
-        _range("step_size", self.step_size, 1, 1000)
-        _range("gamma", self.gamma, 0, 1, low_open=True)
-        _range("plateau_factor", self.plateau_factor, 0, 0.99, low_open=True)
-        _range("plateau_patience", self.plateau_patience, 0, 1000)
-        _range("label_smoothing", self.label_smoothing, 0, 0.99)
-        _range("val_split", self.val_split, 0, 49_000)
-        _range("ema", self.ema, 0, 0.99999)
-        _range("seed", self.seed, 0, 2**31 - 1)
-        _range("max_steps", self.max_steps, 0, 10**9)
-        _range("eval_every", self.eval_every, 1, 1000)
-        if self.optimizer == "nesterov" and self.momentum == 0:
-            raise ConfigError("optimizer 'nesterov' needs momentum > 0 — set momentum (e.g. 0.9) or use 'sgd'")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        _augment_from_dict(dataclasses.asdict(self.augment))
-        return self
-
-
-def _checked_type(name: str, value: Any, annotation: str) -> Any:
-    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(annotation))
-    ok = {
-        int: type(value) is int,
-        float: type(value) in (int, float),
-        bool: type(value) is bool,
-        str: type(value) is str,
-    }.get(kind, True)
-    if not ok:
-        raise ConfigError(f"training setting '{name}' must be a {kind.__name__}, got {value!r}")
-    return float(value) if kind is float else value
-
-
-def _augment_from_dict(data: Any) -> AugmentConfig:
-    if isinstance(data, AugmentConfig):
-        data = dataclasses.asdict(data)
-    if not isinstance(data, dict):
-        raise ConfigError('augment must be an object such as {"crop_padding": 4, "flip": true}')
-    names = {f.name: f for f in dataclasses.fields(AugmentConfig)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown augment setting '{unknown[0]}': use one of {', '.join(names)}")
-    for k, v in data.items():
-        default = names[k].default
-        if type(v) is not type(default) and not (type(default) is float and type(v) is int):
-            raise ConfigError(f"augment setting '{k}' must be a {type(default).__name__}, got {v!r}")
-    try:
-        return AugmentConfig(**data)  # checks the pixel ranges
-    except UserError as err:
-        raise ConfigError(str(err)) from None
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if value < low or value > high or (low_open and value == low):
-        low_text = f"above {low}" if low_open else f"at least {low}"
-        raise ConfigError(f"{name} must be {low_text} and at most {high}, got {value}")
-
-
-# ---------------------------------------------------------------- recipes
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
-    config: TrainConfig
-
-
-_DEFAULT = TrainConfig(
-    optimizer="nesterov",
-    lr=0.05,
-    momentum=0.9,
-    weight_decay=5e-4,
-    batch_size=128,
-    epochs=20,
-    schedule="onecycle",
-    warmup=0.2,
-    label_smoothing=0.1,
-    augment=AugmentConfig(crop_padding=4, flip=True, cutout=0, affine=False),
-    val_split=5000,
-)  # the `default` recipe; `seed` doubles its batch
-
-_FAST = dataclasses.replace(
-    _DEFAULT,
-    lr=0.4,
-    batch_size=512,
-    epochs=5,
-    augment=AugmentConfig(crop_padding=2, flip=True, cutout=0, affine=False),
-    val_split=0,
-    tta_flip=True,
-    whiten_stem=True,
-    channels_last=True,
-    precision="bf16",
-)  # the `fast` recipe; `best` stretches it
-
-
-RECIPES: dict[str, Recipe] = {
-    "reference": Recipe(
-        "reference",
-        "The reference solution's recipe as it was: SGD lr 0.01 momentum 0.9, batch 32, RandomAffine + flip, "
-        "20 epochs, ReduceLROnPlateau (factor 0.5, patience 0) stepped on the TEST loss — it looks at the test "
-        "set to lower the learning rate, so its test accuracy is not a clean held-out figure.",
-        TrainConfig(
-            optimizer="sgd",
-            lr=0.01,
-            momentum=0.9,
-            weight_decay=0.0,
-            batch_size=32,
-            epochs=20,
-            schedule="plateau",
-            plateau_factor=0.5,
-            plateau_patience=0,
-            plateau_on_test=True,
-            label_smoothing=0.0,
-            augment=AugmentConfig(crop_padding=0, flip=True, cutout=0, affine=True),
-            val_split=0,
-        ),
-    ),
-    "default": Recipe(
-        "default",
-        "A sound recipe that never looks at the test set: one-cycle SGD with Nesterov momentum (peak lr 0.05, "
-        "weight decay 5e-4), batch 128, random crop (pad 4) + flip, label smoothing 0.1, 20 epochs; 5,000 "
-        "training images held out to pick the best checkpoint.",
-        _DEFAULT,
-    ),
-    "seed": Recipe(
-        "seed",
-        "For the 'seed' net (the reference network) in 15 epochs: the 'default' recipe at twice its batch (256, "
-        "peak lr 0.1) with all 50,000 images training, bf16 and channels-last, and mirror-image test-time "
-        "augmentation. Taken over as it is; nothing in it was tuned, on the test set or on any other split.",
-        dataclasses.replace(
-            _DEFAULT,
-            lr=0.1,
-            batch_size=256,
-            epochs=15,
-            val_split=0,
-            tta_flip=True,
-            channels_last=True,
-            precision="bf16",
-        ),
-    ),
-    "fast": Recipe(
-        "fast",
-        "Five epochs for the 'fast' preset on a CPU: a whitened, frozen first conv; one-cycle Nesterov SGD "
-        "(peak lr 0.4, weight decay 5e-4), batch 512, label smoothing 0.1, crop (pad 2) + flip, bf16 and "
-        "channels-last, mirror-image test-time augmentation; all 50,000 images train. Chosen on 5,000 held-out "
-        "training images: 80.9% there after 5 epochs; batch 256 at peak lr 0.2 gave 81.1% (on another "
-        "processor) but took about 18 s an epoch against 14 s.",
-        _FAST,
-    ),
-    "best": Recipe(
-        "best",
-        "The 'fast' recipe stretched to 14 epochs (about 10 minutes on 2 CPU cores) for the 'best' preset: "
-        "crop (pad 4) + flip, peak lr 0.4, batch 512, whitened frozen first conv; test-time augmentation "
-        "with the mirror image and 1-pixel shifts; all 50,000 images train. On 5,000 held-out training "
-        "images the 'best' net scores 93.10% after 14 epochs (93.04% with the mirror alone) and 92.96% "
-        "after 16.",
-        dataclasses.replace(
-            _FAST,
-            epochs=14,
-            augment=AugmentConfig(crop_padding=4, flip=True, cutout=0, affine=False),
-            tta_shift=True,
-        ),
-    ),
-}
-
-
-def get_recipe(name: str) -> Recipe:
-    """The recipe called `name`."""
-    if name not in RECIPES:
-        raise UserError(f"unknown recipe '{name}': use one of {', '.join(RECIPES)}")
-    return RECIPES[name]
-
-
-def default_recipe(network_name: str) -> str:
-    """The recipe a network was tuned with (a preset's own recipe, e.g. fast -> fast), else "default"."""
-    return network_name if network_name in RECIPES and network_name != "reference" else "default"
 
 
 # ---------------------------------------------------------------- events and result
@@ -482,7 +223,7 @@ class _Loop:
     """The state of one training session; `train` is the public entry."""
 
     def __init__(self, spec: NetworkSpec, config: TrainConfig, data: CifarData, callback, should_stop, on_checkpoint):
-        self.config = c = config.validate()
+        self.config = c = config
         self.device = resolve_device(c.device)
         self.precision = resolve_precision(c.precision, self.device)
         self.emit = callback or (lambda event: None)
@@ -717,7 +458,7 @@ def train(
 ) -> TrainResult:
     """Train a model of `spec` on `data` with `config`, from scratch or from a checkpoint `state`.
 
-    callback(event) receives a StepEvent at most every 0.5 s and at each epoch's last step, and an
+    callback(event) receives a StepEvent at most every STEP_EVENT_EVERY_S and at each epoch's last step, and an
     EpochEvent after each epoch. should_stop() is asked after every step: when it says True the step is
     finished, on_checkpoint(state, False) is called and the result has stopped=True. on_checkpoint(state,
     is_best) is called at every epoch end with a dict of tensors and plain types to save.

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from s7core import runs
+from s7core.config import settings
 from s7core.data import make_tiny_cifar10
 from s7core.evaluate import misclassified
 
@@ -352,10 +353,11 @@ def _train(page, runs_dir: Path) -> None:
     """Launch one epoch of the tiny preset and watch it finish."""
     epochs, batch = (2, 128) if REAL_DATA else (3, 32)  # synthetic: about 70% after 3 short epochs
     _select(page, "Network", "preset: tiny")
-    _set_number(page, "epochs", epochs)
-    _set_number(page, "batch_size", batch)
-    _expand(page, "Regularisation and evaluation")
-    _set_number(page, "val_split", 0)
+    declared = {s.path: s for s in settings()}  # the form's labels and headings
+    _set_number(page, declared["epochs"].title, epochs)
+    _set_number(page, declared["batch_size"].title, batch)
+    _expand(page, declared["val_split"].group)
+    _set_number(page, declared["val_split"].title, 0)
     page.locator('[data-testid="stMain"] button').filter(has_text="Launch training").click()
     page.get_by_text("started in the background").wait_for(timeout=30_000)
     progress = page.locator('[data-testid="stMain"] [data-testid="stProgress"]')

@@ -12,6 +12,7 @@ from test_train import micro_spec
 from s7core.__main__ import main
 from s7core.cli_train import ProgressPrinter, format_table
 from s7core.data import make_tiny_cifar10
+from s7core.recipes import get_recipe
 from s7core.runs import read_metrics, read_run_config, run_info
 from s7core.train import EpochEvent, StepEvent
 
@@ -76,6 +77,16 @@ def test_setting_flags_land_in_the_run_config(tmp_path, spec_file, data_dir):
     assert (config.tta_flip, config.tta_shift, config.ema, config.label_smoothing) == (False, True, 0.5, 0.2)
 
 
+def test_only_the_flags_given_override_the_recipe(tmp_path, spec_file, data_dir):
+    run_dir = tmp_path / "runs" / "ref"
+    flags = ["--recipe", "reference", "--epochs", "1", "--max-steps", "1", "--cutout", "8", "--no-affine"]
+    assert main(train_args(spec_file, data_dir, run_dir, *flags)) == 0
+    _, config, _ = read_run_config(run_dir)
+    given = {"epochs": 1, "max_steps": 1, "batch_size": 32, "lr": 0.05, "val_split": 0}
+    expected = get_recipe("reference").config.replace(**given, augment={"crop_padding": 0, "flip": True, "cutout": 8})
+    assert config == expected
+
+
 def test_max_steps_is_a_smoke_test(tmp_path, spec_file, data_dir, capsys):
     run_dir = tmp_path / "runs" / "smoke"
     assert main(train_args(spec_file, data_dir, run_dir, "--epochs", "5", "--max-steps", "2")) == 0
@@ -88,6 +99,8 @@ def test_max_steps_is_a_smoke_test(tmp_path, spec_file, data_dir, capsys):
         (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
         (["train", "--lr", "-1"], "lr must be above 0"),
         (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
+        (["train", "--cutout", "40"], "augment.cutout must be whole pixels from 0 to 32, got 40"),
+        (["train", "--warmup", "1.5"], "warmup must be at least 0 and at most 0.99, got 1.5"),
         (["train", "--preset", "nope"], "unknown preset 'nope'"),
         (["train", "--resume"], "--resume needs --run-dir"),
         (["train", "--run-dir", "nowhere", "--resume"], "not a run folder"),
@@ -115,6 +128,8 @@ def test_an_existing_run_needs_resume(tmp_path, spec_file, data_dir, capsys):
     assert "pass --resume" in capsys.readouterr().err
     assert main(["train", "--run-dir", str(run_dir), "--resume", "--lr", "0.1"]) == 2
     assert "fixed once created (lr)" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(run_dir), "--resume", "--cutout", "4", "--no-flip"]) == 2
+    assert "fixed once created (augment.cutout, augment.flip)" in capsys.readouterr().err
 
 
 def test_progress_lines_when_not_a_terminal():

@@ -28,7 +28,7 @@ from s7core.receptive_field import effective_rf, rf_table, unit_window
 from s7core.rules import RuleSettings, check_rules
 from s7core.spec import get_preset, layer, make_block, spec_from_dict
 from s7core.summary import summarize
-from s7core.train import TrainConfig
+from s7core.config import TrainConfig
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 60  # the first run imports torch and builds the parameter table

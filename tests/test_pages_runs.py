@@ -17,10 +17,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from s7core import runs
+from s7core.config import TrainConfig
 from s7core.data import make_tiny_cifar10
 from s7core.evaluate import misclassified
+from s7core.recipes import get_recipe
 from s7core.spec import get_preset
-from s7core.train import TrainConfig, get_recipe
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 60  # the first run of a page imports torch and reads the data

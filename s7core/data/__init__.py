@@ -16,11 +16,10 @@ augmentation works on a batch of uint8 images on whatever device they live on.
 `python -m s7core data [--data-dir DIR] [--download]` says where the data is, or fetches it.
 """
 
+from s7core.config import AugmentConfig, AugmentError
 from s7core.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    AugmentConfig,
-    AugmentError,
     augment_batch,
     denormalize,
     normalize,

@@ -8,37 +8,10 @@ normalising, i.e. the mean colour, the least informative value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from s7core.errors import UserError
-
-
-class AugmentError(UserError, ValueError):
-    """An augmentation setting out of range; the message says the allowed range."""
-
-
-@dataclass
-class AugmentConfig:
-    """Training augmentation; every switch off gives plain normalisation."""
-
-    crop_padding: int = 4  # random crop after padding this many pixels each side (reflected); 0 = off
-    flip: bool = True  # horizontal flip with probability 0.5
-    cutout: int = 0  # side in pixels of one square set to the mean colour (0 after normalising); 0 = off
-    affine: bool = False  # the reference recipe's RandomAffine: degrees 7, translate 0.1, scale 0.9-1.1, shear 7
-
-    def __post_init__(self):
-        for name, top in (("crop_padding", 16), ("cutout", 32)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-                raise AugmentError(f"augmentation {name} must be whole pixels from 0 to {top}, got {value!r}")
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready form."""
-        return {"crop_padding": self.crop_padding, "flip": self.flip, "cutout": self.cutout, "affine": self.affine}
-
+from s7core.config import AugmentConfig
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the training pixels, in [0, 1]
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)  # per-channel standard deviation, in [0, 1]
