@@ -23,7 +23,8 @@ from streamlit.testing.v1 import AppTest
 from pages import _shared as sh
 from s7core import runs
 from s7core.data import make_tiny_cifar10, normalize, synthetic_cifar10
-from s7core.receptive_field import effective_rf, rf_table, unit_window
+from s7core.rf.effective import effective_rf
+from s7core.rf.table import rf_table, unit_window
 from s7core.rules import RuleSettings, check_rules
 from s7core.spec import SpecError, get_preset, layer, make_block, spec_from_dict
 from s7core.summary import summarize

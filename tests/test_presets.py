@@ -11,7 +11,7 @@ import torch
 
 from s7core.data import load_cifar10, make_tiny_cifar10, normalize, synthetic_cifar10
 from s7core.model import build_model, count_parameters
-from s7core.receptive_field import global_rf
+from s7core.rf.table import global_rf
 from s7core.rules import check_rules
 from s7core.spec import PRESETS, NetworkSpec, get_preset, layer
 from s7core.summary import summarize
