@@ -42,6 +42,14 @@ class RFRecord:
         return asdict(self)
 
 
+def slide(
+    jump: float, rf: float, start: float, kernel: int, stride: int, padding: int, dilation: int
+) -> tuple[float, float, float]:
+    """(jump, rf, start) along one axis after a sliding window: the formulas at the top of this module."""
+    span = kernel_span(kernel, dilation)
+    return jump * stride, rf + (span - 1) * jump, start + ((span - 1) / 2 - padding) * jump
+
+
 def input_record(size: int) -> RFRecord:
     """Row 0 of a table: the input image, each pixel its own unit."""
     return RFRecord("input", "input", None, None, None, None, 1, 1, size, size, 1, 0.0)
@@ -51,7 +59,7 @@ def next_record(
     prev: RFRecord, name: str, layer: str, kernel: int, stride: int, padding: int, dilation: int, size_out: int
 ) -> RFRecord:
     """The record after a sliding window applied to the output `prev` describes."""
-    span = kernel_span(kernel, dilation)
+    jump_out, rf, start = slide(prev.jump_out, prev.rf, prev.start, kernel, stride, padding, dilation)
     return RFRecord(
         name=name,
         layer=layer,
@@ -60,11 +68,11 @@ def next_record(
         padding=padding,
         stride=stride,
         jump_in=prev.jump_out,
-        jump_out=prev.jump_out * stride,
+        jump_out=jump_out,
         size_in=prev.size_out,
         size_out=size_out,
-        rf=prev.rf + (span - 1) * prev.jump_out,
-        start=prev.start + ((span - 1) / 2 - padding) * prev.jump_out,
+        rf=rf,
+        start=start,
     )
 
 

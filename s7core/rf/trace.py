@@ -19,7 +19,7 @@ from torch import fx, nn
 from s7core.errors import UserError
 from s7core.model import eval_mode
 from s7core.rf._modules import DROPPED_IN_PROBE, check_input_shape, first_line, is_activation, meta_copy, pair
-from s7core.rf.table import RFRecord, input_record
+from s7core.rf.table import RFRecord, input_record, slide
 from s7core.spec import kernel_span
 
 
@@ -76,8 +76,7 @@ class _Step:
 
 
 def _slide(a: _Axis, kernel: int, stride: int, padding: int, dilation: int, size_out: int) -> _Axis:
-    span = kernel_span(kernel, dilation)
-    return _Axis(a.jump * stride, a.rf + (span - 1) * a.jump, a.start + ((span - 1) / 2 - padding) * a.jump, size_out)
+    return _Axis(*slide(a.jump, a.rf, a.start, kernel, stride, padding, dilation), size_out)
 
 
 def _adaptive(a: _Axis, size_out: int) -> tuple[_Axis, int, bool]:
@@ -100,7 +99,7 @@ def _whole(a: _Axis) -> _Axis:
 
 
 def _window_step(layer: str, kernel: Any, stride: Any, padding: Any, dilation: Any) -> _Step:
-    """A sliding window's geometry per axis; padding "same" pads (k_eff - 1) // 2 before, as torch does."""
+    """A sliding window's geometry per axis; padding "same" pads (span - 1) // 2 before, as torch does."""
     k, d = pair(kernel), pair(dilation)
     s = k if stride is None or stride == () or stride == [] else pair(stride)
     if isinstance(padding, str):
