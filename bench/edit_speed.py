@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing s7core
 
-from s7core.receptive_field import rf_table  # noqa: E402
+from s7core.rf.table import rf_table  # noqa: E402
 from s7core.rules import check_rules  # noqa: E402
 from s7core.spec import BLOCKS, NetworkSpec, layer, sep_bn_relu, validate  # noqa: E402
 from s7core.summary import summarize  # noqa: E402

@@ -206,7 +206,7 @@ def main() -> None:
     else:
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))
         x, y, xv, yv = x[perm[5000:]], y[perm[5000:]], x[perm[:5000]], y[perm[:5000]]
-    from s7core.receptive_field import global_rf  # imported late: a file others are editing
+    from s7core.rf.table import global_rf  # imported late: a file others are editing
 
     spec = validate(NetworkSpec(tuple(ARCHS[args.arch]()), args.arch))
     model = build_model(spec).to(memory_format=torch.channels_last)

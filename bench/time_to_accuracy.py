@@ -53,8 +53,8 @@ from s7core.data import load_cifar10  # noqa: E402
 from s7core.errors import UserError  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model, count_parameters  # noqa: E402
-from s7core.receptive_field import global_rf  # noqa: E402
 from s7core.recipes import get_recipe  # noqa: E402
+from s7core.rf.table import global_rf  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
 from s7core.train import EpochEvent, StepEvent, train  # noqa: E402
 

@@ -20,7 +20,7 @@ import streamlit as st
 
 from s7core.errors import UserError
 from s7core.links import canonical_json, spec_from_link
-from s7core.receptive_field import RFRecord, rf_table
+from s7core.rf.table import RFRecord, rf_table
 from s7core.rules import RuleSettings
 from s7core.spec import (
     FIELD_ORDER,
@@ -234,7 +234,7 @@ def _rf_records(key: str) -> list[RFRecord]:
 
 
 def rf_records(spec: NetworkSpec) -> list[RFRecord]:
-    """The RF table of `spec` (s7core.receptive_field.rf_table), cached on the spec's JSON."""
+    """The RF table of `spec` (s7core.rf.table.rf_table), cached on the spec's JSON."""
     return _rf_records(spec_key(spec))
 
 

@@ -1,7 +1,7 @@
 """Receptive field: which input pixels one output unit sees, drawn on a real image, layer by layer.
 
-The box of a unit comes from s7core.receptive_field.unit_window; the effective RF (where
-the gradient of one unit actually lands) from s7core.receptive_field.effective_rf.
+The box of a unit comes from s7core.rf.table.unit_window; the effective RF (where
+the gradient of one unit actually lands) from s7core.rf.effective.effective_rf.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pages import _shared as sh
 from s7core.data import CIFAR10_CLASSES, load_cifar10, synthetic_cifar10
 from s7core.errors import UserError
 from s7core.model import module_name, position_of
-from s7core.receptive_field import effective_rf, unit_window
+from s7core.rf.effective import effective_rf
+from s7core.rf.table import centre_unit, centre_window, unit_window
 from s7core.spec import spec_from_dict
 
 CIFAR, SYNTHETIC, UPLOAD = "CIFAR-10 test set", "Synthetic", "Upload"
@@ -130,21 +131,12 @@ def _pick_layer(records) -> int:
     )
 
 
-def _centre(size: int) -> int:
-    """The central unit of a side of `size` units, as effective_rf picks it."""
-    return (size - 1) // 2
-
-
-def _centre_window(record, image_size: int):
-    return unit_window(record, _centre(record.size_out), _centre(record.size_out), image_size)
-
-
 def _unit_slider(name: str, key: str, size: int) -> int:
     if size == 1:
         return 0
-    if not 0 <= st.session_state.get(key, _centre(size)) < size:
-        st.session_state[key] = _centre(size)
-    return st.slider(name, 0, size - 1, value=_centre(size), key=key)
+    if not 0 <= st.session_state.get(key, centre_unit(size)) < size:
+        st.session_state[key] = centre_unit(size)
+    return st.slider(name, 0, size - 1, value=centre_unit(size), key=key)
 
 
 def _pick_unit(record) -> tuple[int, int]:
@@ -214,7 +206,7 @@ def _image_figure(image: np.ndarray, record, window, row: int, col: int) -> go.F
 def _animation(image: np.ndarray, records) -> go.Figure:
     """Frames over the layers, each showing the window of the layer's centre unit."""
     size = image.shape[0]
-    steps = [(r, _centre_window(r, size)) for r in records[1:]]
+    steps = [(r, centre_window(r, size)) for r in records[1:]]
     fig = go.Figure(go.Image(z=image, zsmooth=False))
     frames = [
         go.Frame(name=r.name, layout=dict(shapes=_window_shapes(w), title_text=f"{_label(r)} (centre unit)"))
@@ -336,7 +328,7 @@ def _trained_panel(record, image: np.ndarray) -> None:
     except UserError as err:
         sh.show_error(err)
         return
-    window = _centre_window(run_record, image.shape[0])
+    window = centre_window(run_record, image.shape[0])
     title = f"trained ({run.name}), {run_record.name}: RF {run_record.rf}"
     st.plotly_chart(_erf_figure(erf, window, title), width="stretch", key="rf_erf_trained")
 
@@ -355,7 +347,7 @@ def _effective_section(spec, record, image: np.ndarray) -> None:
     with left:
         erf = _untrained_erf(sh.spec_key(spec), _module_name(record), image)
         title = f"untrained (seeded), {record.name}: RF {record.rf}"
-        st.plotly_chart(_erf_figure(erf, _centre_window(record, image.shape[0]), title), width="stretch")
+        st.plotly_chart(_erf_figure(erf, centre_window(record, image.shape[0]), title), width="stretch")
     with right:
         _trained_panel(record, image)
 

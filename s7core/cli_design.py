@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from s7core.errors import UserError
-from s7core.receptive_field import RFRecord, rf_table
+from s7core.rf.table import RFRecord, rf_table
 from s7core.rules import RuleSettings, check_rules, rules_passed
 from s7core.spec import PRESETS, NetworkSpec, get_preset, spec_from_json
 from s7core.summary import Summary, format_summary, summarize, summarize_module
@@ -226,12 +226,12 @@ def run_rf(args: argparse.Namespace) -> int:
 
 
 def _module_rf(args: argparse.Namespace) -> tuple[list[RFRecord], int]:
-    from s7core import receptive_field
+    from s7core.rf import trace
 
     _check_one_source(args)
     shape = parse_input_shape(args.input)
     model = load_module_callable(args.module)
-    table = receptive_field.rf_table_from_module(model, shape)
+    table = trace.rf_table_from_module(model, shape)
     for warning in table.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return list(table.records), table.global_rf

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from s7core.errors import UserError
-from s7core.receptive_field import global_rf
+from s7core.rf.table import global_rf
 from s7core.spec import SPATIAL_TYPES, Layer, NetworkSpec, infer_shapes
 from s7core.summary import summarize
 

@@ -267,10 +267,15 @@ def _check_values(position: int, lay: Layer) -> None:
                 raise SpecError(f"{where}: p must be a probability in [0, 1), got {_show(value)}", position, name)
 
 
+def kernel_span(kernel: int, dilation: int = 1) -> int:
+    """Pixels a kernel covers along one axis: its taps plus the gaps dilation puts between them."""
+    return dilation * (kernel - 1) + 1
+
+
 def _window_out(position: int, lay: Layer, size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Output side of a sliding window, or a SpecError that says how to fix it."""
     where = _where(position, lay)
-    span = dilation * (kernel - 1) + 1
+    span = kernel_span(kernel, dilation)
     padded = size + 2 * padding
     if span > padded:
         dil = f" with dilation {dilation}" if dilation > 1 else ""

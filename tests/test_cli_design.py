@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from s7core import receptive_field
 from s7core.__main__ import main
+from s7core.rf import trace
 from s7core.spec import get_preset, sepconv, spec_from_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,7 +267,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_rf_of_any_module(capsys: pytest.CaptureFixture, user_module: str) -> None:
-    if not hasattr(receptive_field, "rf_table_from_module"):
+    if not hasattr(trace, "rf_table_from_module"):
         pytest.skip("rf_table_from_module is not available")
     code, out, _ = run(capsys, "rf", "--module", f"{user_module}:small_net", "--input", "3x16x16", "--format", "json")
     data = json.loads(out)
@@ -280,7 +280,7 @@ def test_rf_of_any_module(capsys: pytest.CaptureFixture, user_module: str) -> No
 
 
 def test_rf_of_a_module_prints_its_warnings_on_stderr(capsys: pytest.CaptureFixture, user_module: str) -> None:
-    if not hasattr(receptive_field, "rf_table_from_module"):
+    if not hasattr(trace, "rf_table_from_module"):
         pytest.skip("rf_table_from_module is not available")
     code, out, err = run(capsys, "rf", "--module", f"{user_module}:TwoPaths", "--input", "3x16x16", "--format", "csv")
     assert code == 0

@@ -21,14 +21,15 @@ from streamlit.testing.v1 import AppTest
 
 from pages import _shared as sh
 from s7core import runs
+from s7core.config import TrainConfig
 from s7core.data import make_tiny_cifar10, normalize, synthetic_cifar10
 from s7core.links import spec_from_link, spec_to_link
 from s7core.model import module_name, position_of
-from s7core.receptive_field import effective_rf, rf_table, unit_window
+from s7core.rf.effective import effective_rf
+from s7core.rf.table import rf_table, unit_window
 from s7core.rules import RuleSettings, check_rules
 from s7core.spec import get_preset, layer, make_block, spec_from_dict
 from s7core.summary import summarize
-from s7core.config import TrainConfig
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 60  # the first run imports torch and builds the parameter table

@@ -12,8 +12,8 @@ import torch
 from s7core.config import ConfigError, TrainConfig
 from s7core.data import load_cifar10, make_tiny_cifar10, normalize, synthetic_cifar10
 from s7core.model import build_model, count_parameters
-from s7core.receptive_field import global_rf
 from s7core.recipes import get_recipe
+from s7core.rf.table import global_rf
 from s7core.rules import check_rules
 from s7core.spec import PRESETS, NetworkSpec, get_preset, layer
 from s7core.summary import summarize

@@ -1,149 +1,44 @@
-"""RF tables against hand-worked numbers, the reference table, and gradients measured in PyTorch."""
+"""RF tables traced from nn.Modules against hand-worked numbers, the spec tables, and measured gradients."""
 
 import csv
 import random
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from rf_cases import (
+    HAND_WORKED,
+    REFERENCE,
+    SPEC_A,
+    SPEC_C,
+    check_against_gradients,
+    module_layers,
+    numbers,
+    random_spec,
+)
 from torch import nn
 
 from s7core.errors import UserError
 from s7core.model import build_model
-from s7core.receptive_field import (
-    ModuleRF,
-    RFRecord,
-    effective_rf,
-    global_rf,
-    measured_rf,
-    measured_windows,
-    rf_table,
-    rf_table_from_module,
-    unit_window,
-)
-from s7core.spec import PRESETS, NetworkSpec, SpecError, conv, get_preset, layer, sepconv, validate
-
-REFERENCE = Path(__file__).resolve().parent / "golden/seed_rf.csv"
-
-
-def numbers(record: RFRecord) -> tuple:
-    """Everything but the name and kind, which differ between the spec and module paths."""
-    return (
-        record.kernel, record.dilation, record.padding, record.stride, record.jump_in, record.jump_out,
-        record.size_in, record.size_out, record.rf, record.start,
-    )  # fmt: skip
-
-
-def border_slack(records: list[RFRecord]) -> int:
-    """How far inside the image a clipped window's edge may stop.
-
-    The window is a bounding box; near a border some of its pixels can go unread when taps
-    skip units (dilation) or strided windows stop short of the map's end (squeezenet's 7x7
-    stride-2 conv on 224 reads rows 0..(109 - 1) * 2 + 6 = 222, never row 223). Each window
-    layer loses at most (max(dilation, stride) - 1) of its input jumps that way.
-    """
-    return sum((max(r.dilation or 1, r.stride or 1) - 1) * r.jump_in for r in records if r.kernel)
-
-
-def assert_window(box: tuple, records: list[RFRecord], index: int, size: int) -> None:
-    """A measured box equals the computed window of the central unit of records[index] on every side inside
-    the image; on a side cut by the border it stops within border_slack of the image edge."""
-    record = records[index]
-    c = (record.size_out - 1) // 2
-    win = unit_window(record, c, c, size)
-    slack = border_slack(records[: index + 1])
-    for got, edge in ((box[0], win.top), (box[1], win.left)):
-        assert got == edge if edge >= 0 else 0 <= got <= slack, (record.name, box, win)
-    for got, edge in ((box[2], win.bottom), (box[3], win.right)):
-        assert got == edge if edge <= size - 1 else size - 1 - slack <= got <= size - 1, (record.name, box, win)
-
-
-def check_against_gradients(model: nn.Module, table: ModuleRF, shape: tuple, names: list[str]) -> None:
-    """Measured boxes of the central unit of each named layer, and of the output, match the computed ones."""
-    index = {r.name: i for i, r in enumerate(table.records)}
-    boxes = measured_windows(model, shape, [*names, None])
-    for name, box in zip(names, boxes, strict=False):
-        assert_window(box, table.records, index[name], shape[1])
-    assert_window(boxes[-1], table.records, len(table.records) - 1, shape[1])
-
-
-def module_layers(model: nn.Module, table: ModuleRF) -> list[str]:
-    modules = dict(model.named_modules())
-    return [r.name for r in table.records if r.name in modules and r.layer != "input"]
-
+from s7core.rf.oracle import measured_rf, measured_windows
+from s7core.rf.table import global_rf, rf_table
+from s7core.rf.trace import rf_table_from_module
+from s7core.spec import PRESETS, SpecError, get_preset, validate
 
 # ---------------------------------------------------------------- hand-worked tables
 
-# A, on 3x12x12. Per layer: size, jump, rf, start (centre of unit 0, in input pixels).
-#   input                   12  1   1  0
-#   conv 3x3 p0             10  1   3  0 + (1 - 0) * 1   = 1.0
-#   maxpool 2x2             5   2   4  1 + 0.5 * 1       = 1.5
-#   conv 3x3 d2 p0 (span 5) 1   2  12  1.5 + (2 - 0) * 2 = 5.5   rf = 4 + 4 * 2
-#   conv 1x1                1   2  12  5.5
-# The one output unit sees rows 5.5 - 5.5 .. 5.5 + 5.5 = 0..11: exactly the image.
-SPEC_A = NetworkSpec(
-    (conv(8, 3), layer("maxpool"), conv(8, 3, dilation=2), conv(10, 1, bias=True), layer("flatten")),
-    input_shape=(3, 12, 12),
-)
-TABLE_A = [(12, 1, 1, 0.0), (10, 1, 3, 1.0), (5, 2, 4, 1.5), (1, 2, 12, 5.5), (1, 2, 12, 5.5)]
 
-# B, on 3x8x8: stride, padding, a separable conv and a global pool.
-#   conv 3x3 s2 p1          (8 + 2 - 3) // 2 + 1 = 4    jump 2  rf 3   start 0 + (1 - 1) * 1 = 0
-#   depthwise 3x3 p1        4  2   3 + 2 * 2 = 7   0 + (1 - 1) * 2 = 0
-#   pointwise 1x1           4  2   7  0
-#   avgpool 2x2             2  4   7 + 1 * 2 = 9   0 + 0.5 * 2 = 1.0
-#   gap (a 2x2 window)      1  8   9 + 1 * 4 = 13  1 + 0.5 * 4 = 3.0
-#   conv 1x1                1  8  13  3.0
-# The output unit's window is rows 3 - 6 .. 3 + 6 = -3..9: 64 of its 169 pixels are in the image.
-SPEC_B = NetworkSpec(
-    (
-        conv(4, 3, padding=1, stride=2), sepconv(4, 3, padding=1), layer("avgpool"), layer("gap"),
-        conv(10, 1, bias=True), layer("flatten"),
-    ),
-    input_shape=(3, 8, 8),
-)  # fmt: skip
-TABLE_B = [(8, 1, 1, 0.0), (4, 2, 3, 0.0), (4, 2, 7, 0.0), (4, 2, 7, 0.0), (2, 4, 9, 1.0), (1, 8, 13, 3.0)]
-TABLE_B.append((1, 8, 13, 3.0))
-
-# C, on 3x4x4: a linear layer after a flatten of a 2x2 map sees the whole map.
-#   conv 3x3 p0   2  1  3  1.0
-#   linear        1  2  3 + (2 - 1) * 1 = 4   1 + 0.5 * 1 = 1.5  -> rows 0..3, the image
-SPEC_C = NetworkSpec((conv(4, 3), layer("flatten"), layer("linear", channels=10)), input_shape=(3, 4, 4))
-TABLE_C = [(4, 1, 1, 0.0), (2, 1, 3, 1.0), (1, 2, 4, 1.5)]
-
-
-@pytest.mark.parametrize("spec, table", [(SPEC_A, TABLE_A), (SPEC_B, TABLE_B), (SPEC_C, TABLE_C)])
-def test_hand_worked_tables(spec, table):
+@pytest.mark.parametrize("spec, table", HAND_WORKED)
+def test_hand_worked_tables_from_modules(spec, table):
     spec = validate(spec)
-    got = [(r.size_out, r.jump_out, r.rf, r.start) for r in rf_table(spec)]
-    assert got == table
     module = rf_table_from_module(build_model(spec), spec.input_shape)
     assert [(r.size_out, r.jump_out, r.rf, r.start) for r in module.records] == table
     assert module.global_rf == global_rf(spec) == table[-1][2]
     assert module.warnings == []
 
 
-def test_hand_worked_windows():
-    records = rf_table(validate(SPEC_B))
-    out = unit_window(records[-1], 0, 0, 8)
-    assert (out.top, out.left, out.bottom, out.right) == (-3, -3, 9, 9)
-    assert (out.clipped_top, out.clipped_left, out.clipped_bottom, out.clipped_right) == (0, 0, 7, 7)
-    assert out.padding_fraction == pytest.approx(1 - 64 / 169)
-    pool = records[4]  # avgpool: 2x2 units, jump 4, rf 9, start 1 -> unit (1, 0) centred on row 5, col 1
-    win = unit_window(pool, 1, 0, 8)
-    assert (win.top, win.left, win.bottom, win.right) == (1, -3, 9, 5)
-    assert (win.clipped_top, win.clipped_left, win.clipped_bottom, win.clipped_right) == (1, 0, 7, 5)
-    assert win.padding_fraction == pytest.approx(1 - 7 * 6 / 81)
-    inner = unit_window(records[1], 1, 1, 8)  # conv s2 p1: unit 1 centred on pixel 2, rows 1..3
-    assert (inner.top, inner.bottom, inner.padding_fraction) == (1, 3, 0.0)
-    with pytest.raises(UserError, match="outside the 2x2 output"):
-        unit_window(pool, 2, 0, 8)
-
-
 def test_hand_worked_specs_against_gradients():
-    for spec in (SPEC_A, SPEC_B, SPEC_C):
+    for spec, _ in HAND_WORKED:
         model = build_model(validate(spec))
         table = rf_table_from_module(model, spec.input_shape)
         check_against_gradients(model, table, spec.input_shape, module_layers(model, table))
@@ -153,7 +48,6 @@ def test_hand_worked_specs_against_gradients():
 # ---------------------------------------------------------------- reference and presets
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="reference tables not present")
 def test_seed_module_path_reproduces_reference_table():
     spec = get_preset("seed")
     records = rf_table_from_module(build_model(spec), spec.input_shape).records
@@ -172,27 +66,6 @@ def test_preset_spec_module_and_gradients_agree(name):
     assert [numbers(r) for r in table.records] == [numbers(r) for r in rf_table(spec)]
     assert table.global_rf == global_rf(spec)
     check_against_gradients(model, table, spec.input_shape, module_layers(model, table))
-
-
-def random_spec(rng: random.Random) -> NetworkSpec:
-    """A spec of a few random convs, separable convs and pools (strides, dilations, padding), then a head."""
-    layers = []
-    for _ in range(rng.randint(2, 6)):
-        kind, k, d, s = rng.choice("CSMA"), rng.choice([1, 2, 3, 5]), rng.choice([1, 1, 2, 3]), rng.choice([1, 1, 2])
-        p = rng.randint(0, (d * (k - 1) + 1) // 2)
-        if kind == "C":
-            layers += [conv(4, k, p, stride=s, dilation=d), layer("bn"), layer("relu")]
-        elif kind == "S":
-            layers += [sepconv(4, k, p, stride=s, dilation=d), layer("relu")]
-        else:
-            pool = dict(kernel=rng.choice([2, 3]), stride=rng.choice([None, 1, 2]), padding=rng.randint(0, 1))
-            layers.append(
-                layer("maxpool", dilation=rng.choice([1, 2]), **pool) if kind == "M" else layer("avgpool", **pool)
-            )
-    head = rng.choice(
-        [[layer("gap"), conv(10, 1, bias=True), layer("flatten")], [layer("flatten"), layer("linear", channels=10)]]
-    )
-    return NetworkSpec(tuple(layers + head), input_shape=(3, *[rng.choice([16, 24, 32])] * 2))
 
 
 def test_random_specs_spec_module_and_gradients_agree():
@@ -251,15 +124,15 @@ def test_torchvision_merge_points_are_recorded():
     assert sum(r.layer == "cat" for r in squeeze.records) == 8  # one per fire module
 
 
-def test_resnet18_table_is_fast():
+def test_resnet18_shapes_come_from_a_meta_copy_without_running_its_layers():
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.resnet18(weights=None)
-    rf_table_from_module(model, (3, 224, 224))  # the first call pays for imports
-    import time
-
-    start = time.perf_counter()
+    real_runs = []  # the hook travels into the meta copy too; only calls on the model's own layers count
+    for m in model.modules():
+        m.register_forward_pre_hook(lambda mod, _args: real_runs.append(mod) if mod in own else None)
+    own = set(model.modules())
     table = rf_table_from_module(model, (3, 224, 224))
-    assert time.perf_counter() - start < 0.5  # about 0.05 s, even on a busy machine
+    assert real_runs == []  # no arithmetic on 224x224 images: cheap enough to recompute on every edit
     assert table.global_rf == 435 + 6 * 32  # the global pool sees all 7x7 units of layer4
 
 
@@ -301,7 +174,7 @@ def test_non_square_kernel_and_stride_tracked_per_axis():
     assert (h.rf, h.jump_out, h.size_out, h.start) == (3, 2, 4, 1.0)
     assert (w.rf, w.jump_out, w.size_out, w.start) == (5, 1, 7, 0.0)
     assert table.global_rf == 5  # the larger axis
-    # central unit (1, 3): rows 1 + 2 - 1 .. 1 + 2 + 1 = 2..4, cols 3 - 2 .. 3 + 2 = 1..5
+    # centre unit (1, 3): rows 1 + 2 - 1 .. 1 + 2 + 1 = 2..4, cols 3 - 2 .. 3 + 2 = 1..5
     assert measured_windows(model, (1, 9, 7), ["1"]) == [(2, 1, 4, 5)]
 
 
@@ -322,7 +195,7 @@ def test_adaptive_pool_and_maxpool_geometry():
     # maxpool: span 5, size (34 + 2 - 5) // 2 + 1 = 16, rf 3 + 4 = 7, start 1 + (2 - 1) * 1 = 2
     assert (pool.size_out, pool.rf, pool.jump_out, pool.start) == (16, 7, 2, 2.0)
     # adaptive 16 -> 4 is a 4x4 window, stride 4: rf 7 + 3 * 2 = 13, jump 8, start 2 + 1.5 * 2 = 5;
-    # its central unit 1 is centred on 5 + 8 = 13 and sees 7..19
+    # its centre unit 1 is centred on 5 + 8 = 13 and sees 7..19
     assert (adaptive.layer, adaptive.kernel, adaptive.stride, adaptive.rf, adaptive.start) == (
         "adaptive_maxpool", 4, 4, 13, 5.0,
     )  # fmt: skip
@@ -410,6 +283,14 @@ def test_tuples_of_tensors_and_ops_without_a_meta_kernel():
     assert (table.global_rf, table.warnings) == (3, [])
 
 
+def test_modules_the_tracer_does_not_know_are_warned_about():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.PixelShuffle(1))
+    table = rf_table_from_module(model, (3, 8, 8))
+    assert table.warnings == ["1 (PixelShuffle): not a layer the RF tracer knows; counted as leaving the RF unchanged"]
+    activations = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Hardswish(), nn.Dropout2d(), nn.InstanceNorm2d(4))
+    assert rf_table_from_module(activations, (3, 8, 8)).warnings == []
+
+
 class Branchy(nn.Module):
     def forward(self, x):
         if x.sum() > 0:  # depends on the values: torch.fx cannot trace it
@@ -425,20 +306,14 @@ def test_untraceable_and_bad_shapes_are_user_errors(capsys):
     assert capsys.readouterr() == ("", "")  # one message, no traceback printed on the way
     with pytest.raises(UserError, match="three positive whole numbers"):
         rf_table_from_module(nn.Conv2d(3, 3, 3), (3, 32))
-    with pytest.raises(UserError, match="no module named 'nope'"):
-        measured_windows(nn.Conv2d(3, 3, 3), (3, 8, 8), ["nope"])
-    with pytest.raises(UserError, match="Conv2d does not run on a 1x8x8 input"):
-        measured_rf(nn.Conv2d(3, 3, 3), (1, 8, 8))
 
 
 def test_model_is_left_as_it_was():
     model = build_model(get_preset("tiny")).train()
     model.layers[1].eval()  # a mixed state must come back as it was
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with torch.no_grad():  # a caller's no_grad block must not stop the gradients these need
+    with torch.no_grad():
         rf_table_from_module(model, (3, 32, 32))
-        assert measured_windows(model, (3, 32, 32), ["layers.3"]) == [(12, 12, 16, 16)]  # rf 5 around pixel 14
-        assert effective_rf(model, torch.randn(2, 3, 32, 32), "layers.3").max() == 1.0
     assert model.training and not model.layers[1].training and model.layers[2].training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
@@ -448,34 +323,3 @@ def test_module_rf_serialises():
     table = rf_table_from_module(build_model(validate(SPEC_C)), (3, 4, 4))
     data = table.to_dict()
     assert data["global_rf"] == 4 and data["records"][-1]["layer"] == "linear" and data["warnings"] == []
-
-
-# ---------------------------------------------------------------- effective RF
-
-
-def test_effective_rf_lies_inside_the_theoretical_window_and_peaks_near_its_centre():
-    torch.manual_seed(0)
-    spec = get_preset("tiny")
-    model = build_model(spec)
-    record = next(r for r in rf_table_from_module(model, spec.input_shape).records if r.name == "layers.9.pointwise")
-    c = (record.size_out - 1) // 2
-    win = unit_window(record, c, c, 32)
-    assert (win.top, win.bottom, win.padding_fraction) == (4, 20, 0.0)  # rf 17 around pixel 12
-    erf = effective_rf(model, torch.randn(16, 3, 32, 32), "layers.9")
-    assert erf.shape == (32, 32) and erf.max() == pytest.approx(1.0)
-    rows, cols = np.nonzero(erf)
-    assert (rows.min(), cols.min(), rows.max(), cols.max()) == (win.top, win.left, win.bottom, win.right)
-    ys, xs = np.mgrid[:32, :32]
-    centre = (win.top + win.bottom) / 2
-    assert abs((erf * ys).sum() / erf.sum() - centre) < 1
-    assert abs((erf * xs).sum() / erf.sum() - centre) < 1
-    peak = np.unravel_index(erf.argmax(), erf.shape)
-    assert max(abs(peak[0] - centre), abs(peak[1] - centre)) <= record.rf / 4
-
-
-def test_effective_rf_of_the_class_scores_covers_the_global_window():
-    torch.manual_seed(1)
-    erf = effective_rf(build_model(validate(SPEC_A)), torch.randn(4, 3, 12, 12))
-    assert erf.shape == (12, 12) and erf.max() == pytest.approx(1.0) and (erf > 0).all()
-    with pytest.raises(UserError, match="shape"):
-        effective_rf(build_model(validate(SPEC_A)), torch.randn(3, 12, 12))
