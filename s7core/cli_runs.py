@@ -1,6 +1,7 @@
-"""Run commands for the command line: runs.
+"""Run commands for the command line: runs, stop.
 
-python -m s7core runs [--json] [--stop RUN]
+python -m s7core runs [--json]
+python -m s7core stop RUN
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the run sub-commands to the main parser."""
     p = subparsers.add_parser("runs", help="list the runs and their states")
     p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
-    p.add_argument("--stop", metavar="RUN", help="ask this run to stop (it saves a checkpoint first)")
+    p.add_argument("--stop", metavar="RUN", help="ask this run to stop (as `python -m s7core stop RUN` does)")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(run=run_runs)
 
+    p = subparsers.add_parser("stop", help="ask a run to stop (it saves a checkpoint first), or take it off the queue")
+    p.add_argument("run_name", metavar="RUN", help="run folder, or a run name under the runs root")
+    p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
+    p.set_defaults(run=run_stop)
+
 
 def run_stop(args: argparse.Namespace) -> int:
-    """python -m s7core runs --stop RUN"""
+    """python -m s7core stop RUN"""
     from s7core.runs import executor_for, find_run
 
     run_dir = find_run(args.run_name, args.runs_dir)

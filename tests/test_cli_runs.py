@@ -1,4 +1,4 @@
-"""The runs command: listing after correcting and starting what it can, and --stop."""
+"""The runs and stop commands: listing, the command-line Stop button, and their one-line errors."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from s7core.data import make_tiny_cifar10
 from s7core.runs.executor import LOCAL
 from s7core.runs.local import LocalExecutor, process_handle
 from s7core.runs.status import RunState
+from s7core.runs.store import read_status
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,42 @@ def one_error_line(capsys) -> str:
     return err
 
 
+def test_stop_signals_a_running_run_and_prints_its_state(tmp_path, data_dir, trainer, capsys):
+    run_dir = new_run(tmp_path, data_dir, name="long")
+    playing_trainer(run_dir, trainer.pid)
+    assert main(["stop", "long", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert capsys.readouterr().out == "long: running — stopping: finishing the step and saving\n"
+    assert trainer.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_stop_takes_a_queued_run_off_the_queue_by_its_folder(tmp_path, data_dir, capsys):
+    run_dir = new_run(tmp_path, data_dir, name="waiting")
+    forge_status(run_dir, state=RunState.QUEUED, executor=LOCAL, handle={"max_concurrent": 1})
+    assert main(["stop", str(run_dir)]) == 0
+    assert capsys.readouterr().out.startswith("waiting: stopped — removed from the queue")
+    assert read_status(run_dir).state == "stopped"
+
+
 def test_runs_stop_is_the_same_command(tmp_path, data_dir, trainer, capsys):
     playing_trainer(new_run(tmp_path, data_dir, name="long"), trainer.pid)
     assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "--stop", "long"]) == 0
     assert "long: running — stopping" in capsys.readouterr().out
     assert trainer.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_stop_refuses_an_unknown_run_in_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["stop", "no-such-run", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "no run 'no-such-run'" in one_error_line(capsys)
+
+
+def test_stop_refuses_a_run_that_is_not_running_in_one_line_with_exit_2(tmp_path, data_dir, capsys):
+    new_run(tmp_path, data_dir, name="idle")
+    assert main(["stop", "idle", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "run idle is not running (it is stopped)" in one_error_line(capsys)
+    forge_status(tmp_path / "runs" / "idle", state=RunState.RUNNING, executor=LOCAL, handle={"pid": ended_process()})
+    assert main(["stop", "idle", "--runs-dir", str(tmp_path / "runs")]) == 2  # its process had gone
+    assert "not running (it is failed)" in one_error_line(capsys)
 
 
 def test_runs_lists_after_correcting_and_starting_what_it_can(tmp_path, data_dir, capsys, monkeypatch):
