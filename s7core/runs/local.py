@@ -196,8 +196,8 @@ class LocalExecutor(Executor):
             f"the training process ended unexpectedly after epoch {status.epoch} (killed?) — "
             "resume the run to continue from its last checkpoint"
         )
-        tail = " | ".join(line.strip() for line in self.logs(folder.path, FAILED_LOG_LINES).splitlines())
-        return f"{message}; train.log ends: {tail}" if tail.strip(" |") else message
+        lines = [line.strip() for line in self.logs(folder.path, FAILED_LOG_LINES).splitlines() if line.strip()]
+        return f"{message}; train.log ends: {' | '.join(lines)}" if lines else message
 
     def _launch(self, folder: RunFolder) -> RunStatus:
         """Start the run's trainer as a detached process writing to train.log."""

@@ -16,8 +16,7 @@ from s7core.spec import NetworkSpec
 
 
 def trained_model(folder: RunFolder, spec: NetworkSpec, which: str = "best") -> nn.Module:
-    """The run's model of `spec` on the CPU in eval mode, from its best checkpoint (falling back to the latest)
-    or its latest; the averaged weights when the run used ema."""
+    """The run's model of `spec` on the CPU in eval mode, from its `which` checkpoint (see `load_run_model`)."""
     path = folder.checkpoint_path(which) or folder.path / LATEST_CHECKPOINT  # checks `which`
     state = load_checkpoint(path)
     model = build_model(spec)
