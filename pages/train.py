@@ -86,15 +86,15 @@ def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent
     try:
         config = TrainConfig.from_dict(values)
         run_dir = runs.create_run(spec, config, name=name.strip() or None, data_dir=data_dir(), recipe=recipe)
-        info = runs.start_run(run_dir, max_concurrent=max_concurrent)
+        status = runs.get_executor(max_concurrent=max_concurrent).start(run_dir)
     except UserError as err:
         show_error(err)
         return
-    st.session_state[WATCH_KEY] = info.name
-    if info.state == "queued":
-        st.info(f"Run **{info.name}** is queued: {info.message}", icon=":material/schedule:")
+    st.session_state[WATCH_KEY] = run_dir.name
+    if status.state == "queued":
+        st.info(f"Run **{run_dir.name}** is queued: {status.message}", icon=":material/schedule:")
     else:
-        st.success(f"Run **{info.name}** started in the background.", icon=":material/rocket_launch:")
+        st.success(f"Run **{run_dir.name}** started in the background.", icon=":material/rocket_launch:")
 
 
 def launch_section() -> None:
@@ -176,11 +176,11 @@ def _buttons(info: runs.RunInfo) -> None:
     """Stop an active run, resume a stopped or failed one."""
     try:
         if info.state in ACTIVE and st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}"):
-            st.toast(runs.stop_run(info.path).message)
+            st.toast(runs.executor_for(info.path).stop(info.path).message)
         if info.state in ("stopped", "failed") and info.epoch < info.epochs:
             if st.button("Resume", icon=":material/replay:", key=f"resume_{info.name}"):
-                resumed = runs.resume_run(info.path, st.session_state.get("train_max_concurrent", 1))
-                st.toast(f"{resumed.name}: {resumed.state}")
+                executor = runs.get_executor(max_concurrent=st.session_state.get("train_max_concurrent", 1))
+                st.toast(f"{info.name}: {executor.start(info.path).state}")
     except UserError as err:
         show_error(err)
 
@@ -239,6 +239,7 @@ def live_section() -> None:
 
     @st.fragment(run_every=1 if active else None)
     def live() -> None:
+        runs.get_executor().refresh()  # start queued runs, fail those whose process has gone
         now = runs.list_runs()
         watched = [i for i in now if i.name == name]
         if watched:

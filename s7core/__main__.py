@@ -12,7 +12,7 @@ from s7core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from s7core import cli_design, cli_train
+    from s7core import cli_design, cli_runs, cli_train
 
     parser = argparse.ArgumentParser(
         prog="python -m s7core", description="s7: design, check and train small CIFAR-10 convnets."
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_design.register(sub)
     cli_train.register(sub)
+    cli_runs.register(sub)
     return parser
 
 

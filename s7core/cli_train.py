@@ -1,9 +1,8 @@
-"""Training commands for the command line: train, evaluate, runs.
+"""Training commands for the command line: train, evaluate, data.
 
 python -m s7core train --preset seed --recipe reference --epochs 20
 python -m s7core train --run-dir runs/NAME --resume
 python -m s7core evaluate --run runs/NAME --tta
-python -m s7core runs
 """
 
 from __future__ import annotations
@@ -52,12 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data folder (default: $S7_DATA_DIR or the data cache)")
     p.add_argument("--download", action="store_true", help="download the official archive if it is not there")
     p.set_defaults(run=run_data)
-
-    p = subparsers.add_parser("runs", help="list the runs and their states")
-    p.add_argument("--runs-dir", help="runs root (default: $S7_RUNS_DIR or ./runs)")
-    p.add_argument("--stop", metavar="RUN", help="ask this run to stop (it saves a checkpoint first)")
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.set_defaults(run=run_runs)
 
 
 # ---------------------------------------------------------------- train
@@ -118,10 +111,6 @@ def _new_run(args: argparse.Namespace) -> Path:
 
 
 def _existing_run(args: argparse.Namespace) -> Path:
-    import os
-
-    from s7core.runs import process_alive, read_status
-
     if not args.run_dir:
         raise UserError("--resume needs --run-dir: the run folder to continue")
     fixed = sorted(set(_overrides(args)) - {"device", "epochs"})
@@ -133,10 +122,6 @@ def _existing_run(args: argparse.Namespace) -> Path:
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json) — check the path, or drop --resume")
-    status = read_status(run_dir)
-    pid = status.get("pid")
-    if status.get("state") == "running" and pid != os.getpid() and process_alive(pid, status.get("pid_start")):
-        raise UserError(f"{run_dir} is being trained by process {pid} — stop it first")
     return run_dir
 
 
@@ -258,17 +243,6 @@ def _summary(result, run_dir: Path) -> str:
 # ---------------------------------------------------------------- evaluate
 
 
-def _run_path(name: str) -> Path:
-    from s7core.runs import runs_root
-
-    path = Path(name)
-    if (path / "config.json").exists():
-        return path
-    if (runs_root() / name / "config.json").exists():
-        return runs_root() / name
-    raise UserError(f"no run {name!r}: give a run folder, or a name listed by `python -m s7core runs`")
-
-
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain text table, columns padded to their widest cell, numbers aligned right."""
     cells = [headers] + [[str(c) for c in row] for row in rows]
@@ -321,44 +295,8 @@ def run_data(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """python -m s7core evaluate --run RUN [--tta] [--tta-shift]"""
-    from s7core.runs import evaluate_run
+    from s7core.runs import evaluate_run, find_run
 
-    ev = evaluate_run(_run_path(args.run_path), args.which, args.tta, args.tta_shift)
+    ev = evaluate_run(find_run(args.run_path), args.which, args.tta, args.tta_shift)
     print(json.dumps(ev.summary(), indent=2) if args.json else evaluation_tables(ev))
-    return 0
-
-
-# ---------------------------------------------------------------- runs
-
-
-def run_runs(args: argparse.Namespace) -> int:
-    """python -m s7core runs [--stop RUN]"""
-    from s7core.runs import list_runs, runs_root, stop_run
-
-    if args.stop:
-        path = Path(args.stop) if Path(args.stop).is_dir() else runs_root(args.runs_dir) / args.stop
-        info = stop_run(path)
-        print(f"{info.name}: {info.message or info.state}")
-        return 0
-    infos = list_runs(args.runs_dir)
-    if args.json:
-        print(json.dumps([i.to_dict() for i in infos], indent=2))
-        return 0
-    if not infos:
-        print(f"no runs under {runs_root(args.runs_dir)}")
-        return 0
-    rows = [
-        [
-            i.name,
-            i.state,
-            f"{i.epoch}/{i.epochs}",
-            _pct(i.best_accuracy),
-            _pct(i.final_accuracy),
-            i.preset,
-            i.recipe or "",
-            i.message,
-        ]
-        for i in infos
-    ]
-    print(format_table(["run", "state", "epoch", "best", "final", "net", "recipe", "message"], rows))
     return 0

@@ -167,8 +167,9 @@ def _stop_runs(runs_dir: Path) -> None:
     for info in runs.list_runs(runs_dir):
         if info.state in ("running", "queued"):
             with contextlib.suppress(Exception):
-                runs.stop_run(info.path)
-                runs.wait_for_run(info.path, timeout_s=20)
+                executor = runs.executor_for(info.path)
+                executor.stop(info.path)
+                executor.wait(info.path, timeout_s=20)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runs_helpers import playing_trainer
 from streamlit.testing.v1 import AppTest
 
 from s7core import runs
@@ -150,12 +151,7 @@ def test_a_validation_split_larger_than_the_data_is_refused_before_launch(empty_
 
 def test_a_launch_beyond_the_limit_is_queued(empty_runs: Path, with_data: Path) -> None:
     busy = runs.create_run(get_preset("tiny"), TrainConfig(epochs=1), name="busy", data_dir=with_data)
-    status = runs.read_status(busy) | {
-        "state": "running",
-        "pid": os.getpid(),
-        "pid_start": runs.process_start(os.getpid()),
-    }
-    runs.write_json_atomic(busy / "status.json", status)  # this test process plays the running trainer
+    playing_trainer(busy, os.getpid())  # this test process plays the running trainer
     at = _page("train")
     at.selectbox(key="train_network").select("tiny").run()
     at.number_input(key="train_default_val_split").set_value(0)  # the tiny data set has no images to spare
@@ -171,8 +167,7 @@ def test_the_stop_button_signals_the_training_process(empty_runs: Path, with_dat
     run_dir = runs.create_run(get_preset("tiny"), TrainConfig(epochs=1), name="long", data_dir=with_data)
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # plays the trainer
     try:
-        status = runs.read_status(run_dir) | {"state": "running", "pid": trainer.pid}
-        runs.write_json_atomic(run_dir / "status.json", status | {"pid_start": runs.process_start(trainer.pid)})
+        playing_trainer(run_dir, trainer.pid)
         at = _page("train")
         assert at.selectbox(key="train_watch_run").value == "long"
         at.button(key="stop_long").click().run()
