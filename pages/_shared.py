@@ -46,7 +46,6 @@ ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, 
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
 DEFAULT_RULES = asdict(RuleSettings())  # the assignment's thresholds, as RuleSettings declares them
-PREDICTIONS_FILE = "predictions.npz"  # a run's test-set evaluation, written when it finishes
 
 
 # ---------------------------------------------------------------- the app shell
@@ -279,11 +278,15 @@ def _predictions(run_dir: str, mtime: float) -> Evaluation:
 
 def has_predictions(run_dir: str) -> bool:
     """Whether the run has saved its test-set predictions (it has finished)."""
+    from s7core.runs.store import PREDICTIONS_FILE
+
     return (Path(run_dir) / PREDICTIONS_FILE).is_file()
 
 
 def predictions(run_dir: str) -> Evaluation | None:
     """The run's test-set predictions (s7core.runs.load_predictions, cached), or None before it has finished."""
+    from s7core.runs.store import PREDICTIONS_FILE
+
     path = Path(run_dir) / PREDICTIONS_FILE
     if not path.is_file():
         return None

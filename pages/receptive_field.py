@@ -16,7 +16,7 @@ import streamlit as st
 from pages import _shared as sh
 from s7core.data import CIFAR10_CLASSES, load_cifar10, synthetic_cifar10
 from s7core.errors import UserError
-from s7core.model import module_name, position_of
+from s7core.names import module_name, position_of
 from s7core.rf.effective import effective_rf
 from s7core.rf.table import centre_unit, centre_window, unit_window
 from s7core.spec import spec_from_dict

@@ -7,18 +7,14 @@ reads such a name back. Pages, commands and tables use these instead of spelling
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from s7core.errors import UserError
+from s7core.names import SEPCONV_PARTS, ModuleNameError, layer_of, module_name, position_name
 from s7core.spec import NetworkSpec, Shape, infer_shapes
-
-LAYERS = "layers"  # the S7Net attribute whose i-th child is spec layer i
-SEPCONV_PARTS = ("depthwise", "pointwise")  # the children of a SeparableConv2d, in the order they run
 
 ACTIVATION_MODULES = {
     "relu": nn.ReLU,
@@ -28,10 +24,6 @@ ACTIVATION_MODULES = {
     "silu": nn.SiLU,
     "elu": nn.ELU,
 }
-
-
-class ModuleNameError(UserError):
-    """A module name, or a spec layer and part, that is not one of the network's layers."""
 
 
 class SeparableConv2d(nn.Sequential):
@@ -78,41 +70,6 @@ class S7Net(nn.Module):
             for part in SEPCONV_PARTS if lay.type == "sepconv" else ():
                 names[module_name(index, part)] = (index, part)
         return names
-
-
-def position_name(index: int, part: str | None = None) -> str:
-    """The label of spec layer `index`, or of one part of a sepconv, in tables: '7', '7.depthwise'."""
-    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or index < 0:
-        raise ModuleNameError(f"spec layer {index!r} is not a layer number: use 0, 1, 2, ...")
-    if part is not None and part not in SEPCONV_PARTS:
-        raise ModuleNameError(f"'{part}' is not a part of a sepconv layer: use {' or '.join(SEPCONV_PARTS)}")
-    return str(index) if part is None else f"{index}.{part}"
-
-
-def module_name(index: int, part: str | None = None) -> str:
-    """The module path of spec layer `index` in a built S7Net, or of one part of a sepconv: 'layers.7.depthwise'."""
-    return f"{LAYERS}.{position_name(index, part)}"
-
-
-def position_of(label: str) -> tuple[int, str | None]:
-    """The (spec layer, sepconv part or None) a table label names: '7.depthwise' -> (7, 'depthwise')."""
-    index, *rest = label.split(".")
-    part = rest[0] if len(rest) == 1 else None
-    if not index.isdigit() or len(rest) > 1 or (rest and part not in SEPCONV_PARTS):
-        raise ModuleNameError(f"'{label}' names no spec layer: use a layer number, e.g. '7' or '7.depthwise'")
-    return int(index), part
-
-
-def layer_of(name: str) -> tuple[int, str | None]:
-    """The (spec layer, sepconv part or None) an S7Net module path names: 'layers.7.depthwise' -> (7, 'depthwise')."""
-    prefix = f"{LAYERS}."
-    try:
-        if not name.startswith(prefix):
-            raise ModuleNameError(name)
-        return position_of(name[len(prefix) :])
-    except ModuleNameError:
-        examples = f"'{module_name(7)}' or '{module_name(7, SEPCONV_PARTS[0])}'"
-        raise ModuleNameError(f"'{name}' is not the module of a spec layer: such names read like {examples}") from None
 
 
 def _check_layer(spec: NetworkSpec, index: int, part: str | None, name: str | None = None) -> None:

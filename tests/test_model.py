@@ -5,16 +5,8 @@ import torch
 from torch import nn
 
 from s7core.errors import UserError
-from s7core.model import (
-    ModuleNameError,
-    SeparableConv2d,
-    build_model,
-    count_parameters,
-    layer_of,
-    module_name,
-    position_name,
-    position_of,
-)
+from s7core.model import SeparableConv2d, build_model, count_parameters
+from s7core.names import ModuleNameError, layer_of, module_name, position_name, position_of
 from s7core.spec import PRESETS, NetworkSpec, conv, get_preset, infer_shapes, layer, sepconv
 
 

@@ -24,7 +24,7 @@ from s7core import runs
 from s7core.config import TrainConfig
 from s7core.data import make_tiny_cifar10, normalize, synthetic_cifar10
 from s7core.links import spec_from_link, spec_to_link
-from s7core.model import module_name, position_of
+from s7core.names import module_name, position_of
 from s7core.rf.effective import effective_rf
 from s7core.rf.table import rf_table, unit_window
 from s7core.rules import RuleSettings, check_rules

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from s7core.errors import UserError
+from s7core.names import SEPCONV_PARTS, position_name
 from s7core.spec import NetworkSpec, infer_shapes, kernel_span
 
 
@@ -90,24 +91,25 @@ def rf_table(spec: NetworkSpec) -> list[RFRecord]:
         prev = records[-1]
         if lay.type == "conv":
             records.append(
-                next_record(prev, str(i), "conv", lay.kernel, lay.stride, lay.padding, lay.dilation, size_out)
+                next_record(prev, position_name(i), "conv", lay.kernel, lay.stride, lay.padding, lay.dilation, size_out)
             )
         elif lay.type == "sepconv":
-            dw = next_record(
-                prev, f"{i}.depthwise", "conv", lay.kernel, lay.stride, lay.padding, lay.dilation, size_out
-            )
-            records += [dw, next_record(dw, f"{i}.pointwise", "conv", 1, 1, 0, 1, size_out)]
+            depthwise, pointwise = (position_name(i, part) for part in SEPCONV_PARTS)
+            dw = next_record(prev, depthwise, "conv", lay.kernel, lay.stride, lay.padding, lay.dilation, size_out)
+            records += [dw, next_record(dw, pointwise, "conv", 1, 1, 0, 1, size_out)]
         elif lay.type in ("maxpool", "avgpool"):
             stride = lay.stride or lay.kernel
             records.append(
-                next_record(prev, str(i), lay.type, lay.kernel, stride, lay.padding, lay.dilation or 1, size_out)
+                next_record(
+                    prev, position_name(i), lay.type, lay.kernel, stride, lay.padding, lay.dilation or 1, size_out
+                )
             )
         elif lay.type == "gap":
-            records.append(next_record(prev, str(i), "gap", size_in, size_in, 0, 1, 1))
+            records.append(next_record(prev, position_name(i), "gap", size_in, size_in, 0, 1, 1))
         elif lay.type == "flatten":
             flat_from = size_in
         elif lay.type == "linear" and flat_from:
-            records.append(next_record(prev, str(i), "linear", flat_from, flat_from, 0, 1, 1))
+            records.append(next_record(prev, position_name(i), "linear", flat_from, flat_from, 0, 1, 1))
             flat_from = 1
     return records
 
