@@ -169,8 +169,11 @@ class ProgressPrinter:
     def __call__(self, event) -> None:
         if event.kind == "step":
             self.step(event)
-        else:
+        elif event.kind == "epoch":
             self.epoch(event)
+        else:
+            self.stream.write(f"precision: {event.text}\n")
+            self.stream.flush()
 
     def step(self, e) -> None:
         remaining = (self.epochs - e.epoch) * e.steps_per_epoch + e.steps_per_epoch - e.step

@@ -332,6 +332,7 @@ class TrainConfig:
         """A checked copy with some settings changed; None values are ignored, `augment` may be plain data."""
         return TrainConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
+
 def settings() -> list[Setting]:
     """Every training setting in declaration order, the augmentation settings under "augment."."""
     return _declared(TrainConfig, "")

@@ -26,10 +26,10 @@ from s7core.runs.results import trained_model
 from s7core.runs.status import RunError, RunState, now
 from s7core.runs.store import MetricsWriter, RunFolder
 from s7core.spec import NetworkSpec
-from s7core.train import EpochEvent, StepEvent, TrainResult, train
+from s7core.train import EpochEvent, PrecisionEvent, StepEvent, TrainResult, train
 
 STEP_LINE_EVERY_S = 5.0  # how often a step line goes into metrics.jsonl
-Event = StepEvent | EpochEvent
+Event = StepEvent | EpochEvent | PrecisionEvent
 
 
 def execute_run(
@@ -85,7 +85,9 @@ class _Recorder:
 
     def event(self, event: Event) -> None:
         """An epoch line (and the status) after every epoch; a step line every few seconds and at an epoch's end."""
-        if isinstance(event, EpochEvent):
+        if isinstance(event, PrecisionEvent):
+            self.metrics.write(event.to_dict())
+        elif isinstance(event, EpochEvent):
             self.metrics.write(event.to_dict())
             tested = {"final_accuracy": event.test_acc} if event.test_acc is not None else {}
             self.folder.update_status(epoch=event.epoch, message=f"epoch {event.epoch}", **tested)
