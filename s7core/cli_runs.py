@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 
+from s7core.files import atomic_write
 from s7core.runs.executor import BACKEND_ENV, EXECUTORS
 
 RUNS_DIR_HELP = "runs root (default: $S7_RUNS_DIR or ./runs)"
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
     p.add_argument("--recheck", action="store_true", help="probe every node again, ignoring a recent passed check")
     p.add_argument("--probe", metavar="MARKER", help=argparse.SUPPRESS)  # what a probe job runs on a node
+    p.add_argument("--reply", metavar="FILE", help=argparse.SUPPRESS)  # where the probe writes what it found
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_cluster)
 
@@ -77,10 +79,14 @@ def run_cluster(args: argparse.Namespace) -> int:
     """python -m s7core cluster [--backend ray]; exit 1 when the workers cannot use the runs folder."""
     from s7core.runs import get_executor
 
-    if args.probe:
-        from s7core.runs.ray_jobs import PROBE_LINE, probe_storage
+    if args.probe:  # on a node, inside a probe job
+        from s7core.runs.ray_jobs import probe_storage
 
-        print(PROBE_LINE + json.dumps(probe_storage(args.probe)), flush=True)
+        report = probe_storage(args.probe)
+        print(json.dumps(report), flush=True)
+        if args.reply:
+            with atomic_write(args.reply, binary=False) as f:
+                json.dump(report, f)
         return 0
     executor = get_executor(args.backend, runs_dir=args.runs_dir)
     capacity = executor.capacity()

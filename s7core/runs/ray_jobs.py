@@ -42,7 +42,6 @@ PROBE_FILE = ".s7-storage-probe"  # the marker a probe job reads back, in the ru
 STORAGE_CHECK_FILE = ".s7-storage-check.json"  # the last passed check, shared by every process using the root
 STORAGE_CHECK_TTL_S = 600.0  # a passed check is trusted this long for the same nodes
 PROBE_TIMEOUT_S = 180.0  # a first job on a node also unpacks s7core there
-PROBE_LINE = "s7-probe "  # what starts the probe's one line of JSON in its log
 FAILED_LOG_LINES = 3  # lines of the job's log quoted in the message of a failed run
 NODE_LABEL = "ray.io/node-id"  # every Ray node carries its id as this label
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -357,6 +356,8 @@ class RayExecutor(Executor):
         so thirty sessions and every `--detach` do not each send probes.
         """
         nodes = self._nodes()
+        if not nodes:
+            return StorageCheck(False, f"the Ray cluster at {self.address} has no live node yet — start one, or wait")
         ids = tuple(sorted(n["id"] for n in nodes))
         cached = self._cached_check()
         if not force and cached and cached.nodes == ids and time.time() - cached.checked_at < STORAGE_CHECK_TTL_S:
@@ -389,10 +390,11 @@ class RayExecutor(Executor):
             return None
 
     def _probe(self, node: dict[str, Any], marker: Path, token: str) -> str | None:
-        """Run the probe job on one node; None when it read the token back and could write, else what went wrong."""
+        """Run the probe job on one node; None when its reply, written there, shows here with the token."""
         job = f"s7-probe-{token[:8]}-{node['id'][:8]}"
+        reply = marker.parent / f"{PROBE_FILE}-{job}.json"
         self.client.submit_job(
-            entrypoint=f"python -m s7core cluster --probe {shlex.quote(str(marker))}",
+            entrypoint=f"python -m s7core cluster --probe {shlex.quote(str(marker))} --reply {shlex.quote(str(reply))}",
             submission_id=job,
             runtime_env=runtime_env(),
             entrypoint_num_cpus=0,  # runs even while training jobs hold every core
@@ -405,12 +407,14 @@ class RayExecutor(Executor):
                     self.client.stop_job(job)
                 return f"node {node['ip']}: the probe job did not finish within {PROBE_TIMEOUT_S:.0f} s"
             time.sleep(0.2)
-        logs = self.client.get_job_logs(job)
-        lines = [line for line in logs.splitlines() if line.startswith(PROBE_LINE)]
-        if not lines:
-            tail = " | ".join(line.strip() for line in logs.splitlines()[-FAILED_LOG_LINES:] if line.strip())
-            return f"node {node['ip']} could not run `python -m s7core` ({tail or 'no output'})"
-        report = json.loads(lines[-1][len(PROBE_LINE) :])
+        try:  # the reply is written into the runs folder on the node: seeing it here proves the folder is shared
+            report = json.loads(reply.read_text())
+        except (OSError, ValueError):
+            why = _ray_message(self.client.get_job_info(job).message)[:300]
+            tail = " | ".join(line.strip() for line in self.client.get_job_logs(job).splitlines()[-2:] if line.strip())
+            return f"node {node['ip']}: its probe's reply never reached this folder (job: {why}; log: {tail or '-'})"
+        finally:
+            reply.unlink(missing_ok=True)
         if report.get("token") != token:
             return f"node {node['ip']}: {report.get('error') or 'it sees another runs folder at that path'}"
         if report.get("error"):
