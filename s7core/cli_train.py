@@ -248,12 +248,14 @@ def run_train(args: argparse.Namespace) -> int:
     if args.detach:
         return run_detached(args)
     with StopFlag() as stop:  # first, so that a stop asked while torch loads still ends with a save
-        from s7core.device import use_cpu_threads
+        import torch
+
         from s7core.runs import execute_run, read_run_config
 
         run_dir = _existing_run(args) if args.resume else _new_run(args)
         _, config, _ = read_run_config(run_dir)
-        use_cpu_threads(args.cpus or 0)
+        if args.cpus:  # the cores the executor reserved for this run; else torch's default, every core
+            torch.set_num_threads(args.cpus)
         epochs = args.epochs if args.resume else None
         print(f"run folder: {run_dir}", file=sys.stderr)
         printers = [ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)]

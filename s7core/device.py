@@ -44,9 +44,3 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """Mixed-precision context for bf16/fp16 on `device`, nothing for fp32."""
     dtype = AUTOCAST_DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def use_cpu_threads(count: int) -> None:
-    """Run torch's CPU work on `count` threads (a run's reserved cores); 0 keeps torch's default, every core."""
-    if count > 0:
-        torch.set_num_threads(count)
