@@ -271,7 +271,10 @@ class RayExecutor(Executor):
         if ray_status == "STOPPED":
             where = "before it started" if status.state is RunState.QUEUED else f"after epoch {status.epoch}"
             return dataclasses.replace(status, state=RunState.STOPPED, message=f"stopped on the cluster {where}")
-        why = _ray_message(info.message) or f"the job {ray_status.lower()}"
+        if ray_status == "SUCCEEDED":  # the trainer exited 0 without its last status: written elsewhere, or lost
+            why = "its trainer ended without reporting how the run ended"
+        else:
+            why = _ray_message(info.message) or f"the job {ray_status.lower()}"
         message = f"the Ray job failed after epoch {status.epoch}: {why} — {resume}"
         lines = [line.strip() for line in self.logs(folder.path, FAILED_LOG_LINES * 4).splitlines() if line.strip()]
         if lines:
@@ -367,7 +370,14 @@ class RayExecutor(Executor):
         token = secrets.token_hex(8)
         with atomic_write(marker, binary=False) as f:
             f.write(token)
-        problems = [problem for node in nodes if (problem := self._probe(node, marker, token))]
+        problems = []
+        for node in nodes:
+            try:
+                problem = self._probe(node, marker, token)
+            except (RuntimeError, ConnectionError, OSError) as err:  # Ray refused or lost the probe job
+                problem = f"node {node['ip']}: the probe job could not run ({_ray_message(str(err))[:200]})"
+            if problem:
+                problems.append(problem)
         if problems:
             message = (
                 f"the Ray workers cannot use the runs folder {marker.parent}: {'; '.join(problems)} — put the runs "
