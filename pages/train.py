@@ -15,12 +15,14 @@ import streamlit as st
 
 from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
 from s7core import runs
-from s7core.config import Setting, TrainConfig, settings
+from s7core.config import Resources, Setting, TrainConfig, resource_settings, settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES, default_recipe
+from s7core.runs.executor import LOCAL
 from s7core.spec import PRESETS, get_preset
 
 ACTIVE = ("queued", "running")
+RESOURCES = resource_settings()
 WATCH_KEY = "train_watch_run"
 EDITED = "The network being edited"
 
@@ -81,12 +83,15 @@ def _choose_network():
     return spec
 
 
-def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int) -> None:
-    """Create the run folder and start (or queue) its background process."""
+def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int, asked: dict) -> None:
+    """Create the run folder and start (or queue) it through the executor in use."""
     try:
         config = TrainConfig.from_dict(values)
+        resources = Resources.from_dict(asked)
+        executor = runs.get_executor(max_concurrent=max_concurrent)
+        executor.check_launch(resources)  # before a run folder is made for a request that can never run
         run_dir = runs.create_run(spec, config, name=name.strip() or None, data_dir=data_dir(), recipe=recipe)
-        status = runs.get_executor(max_concurrent=max_concurrent).start(run_dir)
+        status = executor.start(run_dir, resources)
     except UserError as err:
         show_error(err)
         return
@@ -95,6 +100,15 @@ def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent
         st.info(f"Run **{run_dir.name}** is queued: {status.message}", icon=":material/schedule:")
     else:
         st.success(f"Run **{run_dir.name}** started in the background.", icon=":material/rocket_launch:")
+
+
+def _resources_form() -> dict[str, Any]:
+    """One input per declared resource setting (CPU cores, GPUs), at its declared default."""
+    values = {}
+    for s, col in zip(RESOURCES, st.columns(len(RESOURCES)), strict=True):
+        with col:
+            values[s.path] = _widget(s, s.default, f"train_res_{s.path}")
+    return values
 
 
 def launch_section() -> None:
@@ -116,12 +130,16 @@ def launch_section() -> None:
         else:
             st.info(text, icon=":material/menu_book:")
         default_slots = 1 if device_name() == "CPU" else 2
-        max_concurrent = int(
-            st.number_input(
-                "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
-                help="At most this many runs train together; a further launch waits in the queue.",
-            )
-        )  # fmt: skip
+        if runs.executor_name() == LOCAL:  # on a cluster, Ray queues runs by the resources they ask for
+            max_concurrent = int(
+                st.number_input(
+                    "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
+                    help="At most this many runs train together; a further launch waits in the queue.",
+                )
+            )  # fmt: skip
+        else:
+            max_concurrent = default_slots
+        asked = _resources_form()
     with right, st.form("train_form", border=False):
         values = _config_form(recipe.config, f"train_{recipe_name}")
         name = st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
@@ -129,7 +147,7 @@ def launch_section() -> None:
             "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found
         )
     if launched:
-        _launch(spec, values, recipe_name, name, max_concurrent)
+        _launch(spec, values, recipe_name, name, max_concurrent, asked)
 
 
 # ---------------------------------------------------------------- the live panel
@@ -239,7 +257,7 @@ def live_section() -> None:
 
     @st.fragment(run_every=1 if active else None)
     def live() -> None:
-        runs.get_executor().refresh()  # start queued runs, fail those whose process has gone
+        runs.refresh_runs()  # start queued runs, fail those whose process or job has gone
         now = runs.list_runs()
         watched = [i for i in now if i.name == name]
         if watched:

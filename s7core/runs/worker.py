@@ -20,7 +20,7 @@ from s7core.data import CifarData, load_cifar10
 from s7core.device import resolve_device
 from s7core.errors import UserError
 from s7core.evaluate import evaluate
-from s7core.runs.executor import get_executor
+from s7core.runs.executor import DEFAULT_EXECUTOR, get_executor
 from s7core.runs.local import claim_for_this_process
 from s7core.runs.results import trained_model
 from s7core.runs.status import RunError, RunState, now
@@ -127,4 +127,5 @@ def _failure(err: BaseException) -> dict[str, Any]:
 
 def _free_slot(folder: RunFolder) -> None:
     """Tell the executor that launched the run that its slot is free (the local one starts the next queued run)."""
-    get_executor(folder.read_status().executor, runs_dir=folder.path.parent).refresh()
+    executor = folder.read_status().executor or DEFAULT_EXECUTOR  # never $S7_BACKEND: the run's own executor
+    get_executor(executor, runs_dir=folder.path.parent).run_ended(folder.path)
