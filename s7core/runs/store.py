@@ -34,7 +34,7 @@ from s7core.config import TrainConfig
 from s7core.data import count_train_images, resolve_data_dir
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation
-from s7core.files import atomic_write
+from s7core.files import atomic_write, disk_error
 from s7core.paths import MAX_NAME_CHARS, PathError, download_name, resolve_inside
 from s7core.runs.status import RunError, RunInfo, RunState, RunStatus, now
 from s7core.spec import NetworkSpec, spec_from_dict
@@ -305,6 +305,8 @@ def _new_folder(root: Path, name: str | None, spec: NetworkSpec, recipe: str | N
             path.mkdir()
         except FileExistsError:
             raise RunError(f"{path}: a run of that name exists — choose another name or resume it") from None
+        except OSError as err:
+            raise RunError(f"cannot create the run folder {path}: {disk_error(err) or err}") from None
         return RunFolder(path)
     while True:  # two launches in the same second pick the same default name: mkdir decides who gets it
         path = root / _default_name(spec, recipe, root)
@@ -313,6 +315,8 @@ def _new_folder(root: Path, name: str | None, spec: NetworkSpec, recipe: str | N
             return RunFolder(path)
         except FileExistsError:
             continue
+        except OSError as err:
+            raise RunError(f"cannot create the run folder {path}: {disk_error(err) or err}") from None
 
 
 def _check_val_split(config: TrainConfig, data_dir: str | os.PathLike | None) -> None:
@@ -335,7 +339,10 @@ def create_run(
     """Make a new run folder with its config.json and a 'stopped' (not started) status; returns its path."""
     _check_val_split(config, data_dir)
     root = runs_root(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the runs folder {root}: {disk_error(err) or err}") from None
     folder = _new_folder(root, name, spec, recipe)
     config_data = {
         "name": folder.name,
