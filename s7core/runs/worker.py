@@ -22,6 +22,7 @@ from s7core.device import resolve_device
 from s7core.errors import UserError
 from s7core.evaluate import evaluate
 from s7core.files import disk_error
+from s7core.priority import as_trainer
 from s7core.runs.executor import get_executor
 from s7core.runs.local import claim_for_this_process
 from s7core.runs.results import trained_model
@@ -45,6 +46,7 @@ def execute_run(
     `epochs` raises the planned number of epochs (to train a run further). Writes status 'running' with this
     process as the trainer, then 'finished' (with predictions.npz), 'stopped' or 'failed'.
     """
+    as_trainer()  # first, so torch's threads start with the trainer's priority, not the page's that launched it
     folder = RunFolder(Path(run_dir))
     try:
         spec, config, data_dir, checkpoint = _begin(folder, epochs)
