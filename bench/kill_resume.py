@@ -1,8 +1,9 @@
 """Kill one short run twenty and more times, resuming after each kill, and check it ends as the run left alone.
 
-Kills alternate SIGKILL and SIGTERM. Half come at a random moment of the run (start-up, a step, an epoch's end),
-half the instant a file is being written (a checkpoint, metrics rewritten on resume, status, predictions: an
-atomic write's temp file is in the folder). After every kill the folder must read whole (status, metrics, the
+Kills alternate SIGKILL and SIGTERM. A quarter come at a random moment from the launch on (interpreter start-up
+included), a quarter at a random moment of training (a step, an epoch's end), half the instant a file is being
+written (a checkpoint, metrics rewritten on resume, status, predictions: an atomic write's temp file is in the
+folder). After every kill the folder must read whole (status, metrics, the
 latest checkpoint), and the run must read as stopped or failed with a message; at the end its epoch lines and
 its final accuracy must equal those of the same run trained without a break. Prints a report and writes it as
 JSON.
@@ -53,14 +54,23 @@ def moment(run_dir: Path) -> str:
     return "training" if message.startswith(("training", "epoch")) else message.split(":")[0] or "?"
 
 
-def wait_for_write(run_dir: Path, timeout_s: float) -> bool:
-    """Poll until an atomic write is in progress in the folder (True) or the time is up."""
+def wait_for_write(run_dir: Path, stale: set[str], timeout_s: float) -> bool:
+    """Poll until a new atomic write is in progress in the folder (True) or the time is up.
+
+    Temp files an earlier SIGKILL left behind (`stale`) do not count: the trainer clears them as it resumes.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(run_dir.glob(".*.tmp")):
+        if any(p.name not in stale for p in run_dir.glob(".*.tmp")):
             return True
         time.sleep(0.0005)
     return False
+
+
+def wait_for_training(run_dir: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not read_status(run_dir).message.startswith(("training", "epoch")):
+        time.sleep(0.01)
 
 
 def check_readable(run_dir: Path) -> None:
@@ -99,16 +109,22 @@ def main() -> int:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
             print("finished before all kills; starting a fresh copy")
             run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs)
+        stale = {p.name for p in run_dir.glob(".*.tmp")}
         executor.start(run_dir)
-        on_write = len(kills) % 2 == 1
-        if on_write:
-            wait_for_write(run_dir, timeout_s=run_s)
+        kind = ("start-up", "write", "training", "write")[len(kills) % 4]
+        if kind == "start-up":  # anywhere from the launch on, start-up included
+            time.sleep(chance.uniform(0.05, 3.0))
         else:
-            time.sleep(chance.uniform(0.2, min(run_s * 0.8, MAX_WAIT_S)))
+            wait_for_training(run_dir, timeout_s=120)
+            if kind == "write":
+                time.sleep(chance.uniform(0.0, 2.0))  # not always the first write after start-up
+                wait_for_write(run_dir, stale, timeout_s=run_s)
+            else:
+                time.sleep(chance.uniform(0.0, MAX_WAIT_S))
         status = executor.state(run_dir)
         if not status.state.active:
             continue
-        sig = signal.SIGKILL if len(kills) % 4 < 2 else signal.SIGTERM
+        sig = signal.SIGKILL if len(kills) % 8 < 4 else signal.SIGTERM
         when = moment(run_dir)
         try:
             os.kill(status.handle["pid"], sig)

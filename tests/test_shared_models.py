@@ -16,6 +16,7 @@ from s7core.model import build_model
 from s7core.names import module_name
 from s7core.rf.effective import effective_rf
 from s7core.spec import get_preset
+from s7core.summary import summarize_module
 
 ROUNDS = 12  # per thread; each round is one Grad-CAM or effective-RF call
 
@@ -84,3 +85,42 @@ def test_the_shared_model_keeps_its_train_mode_and_its_hooks() -> None:
     assert _state(model) == before and model.training
     assert list(model._forward_hooks) == [handle.id]
     handle.remove()
+
+
+def test_a_parameter_table_in_one_thread_never_reaches_another_threads_backward_pass() -> None:
+    """A parameter table counts FLOPs while other sessions run Grad-CAM: its counting must stay in its thread."""
+    model = shared_model()
+    x = torch.randn(2, 3, 32, 32)
+    layer = gradcam_layers(model)[-1]
+    expected = grad_cam(model, x, layer), effective_rf(model, x, module_name(6))
+    tables, cams, errors = [], [], []
+    done = threading.Event()
+
+    def tables_job() -> None:
+        try:
+            while not done.is_set():
+                with torch.device("meta"):
+                    meta = build_model(get_preset("tiny"))
+                tables.append(summarize_module(meta, (3, 32, 32)).mult_adds)
+        except BaseException as err:  # a thread's error must fail the test
+            errors.append(err)
+
+    def cams_job() -> None:
+        try:
+            for _ in range(ROUNDS):
+                cams.append((grad_cam(model, x, layer), effective_rf(model, x, module_name(6))))
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            done.set()
+
+    threads = [threading.Thread(target=tables_job), threading.Thread(target=cams_job)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, repr(errors[0])
+    assert len(tables) >= 1 and len(set(tables)) == 1  # every table the same, however the threads interleaved
+    for got in cams:
+        for result, alone in zip(got, expected, strict=True):
+            np.testing.assert_allclose(result, alone, rtol=1e-5, atol=1e-6)
