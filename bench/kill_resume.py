@@ -105,9 +105,17 @@ def main() -> int:
 
     run_dir = new_run(root, data, "killed", args.epochs)
     kills: list[dict] = []
+    copies: list[bool] = []  # per killed copy of the run that finished: whether it ended as the one left alone
+
+    def ends_as_alone(run: Path) -> bool:
+        final = read_status(run)
+        same = final.final_accuracy == reference.final_accuracy and epoch_rows(run) == epoch_rows(alone)
+        return final.state.value == "finished" and same and (run / "predictions.npz").exists()
+
     while len(kills) < args.kills:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
-            print("finished before all kills; starting a fresh copy")
+            copies.append(ends_as_alone(run_dir))
+            print(f"copy {len(copies)} finished, same as left alone: {copies[-1]}; starting a fresh copy", flush=True)
             run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs)
         stale = {p.name for p in run_dir.glob(".*.tmp")}
         executor.start(run_dir)
@@ -140,7 +148,8 @@ def main() -> int:
     if read_status(run_dir).state.value != "finished":
         executor.start(run_dir)
     final = executor.wait(run_dir, timeout_s=600)
-    same_metrics = epoch_rows(run_dir) == epoch_rows(alone)
+    copies.append(ends_as_alone(run_dir))
+    same_metrics = all(copies)
     report = {
         "kills": len(kills),
         "by_signal": Counter(k["signal"] for k in kills),
@@ -149,6 +158,8 @@ def main() -> int:
         "final_state": final.state.value,
         "final_accuracy": final.final_accuracy,
         "final_accuracy_left_alone": reference.final_accuracy,
+        "copies_finished": len(copies),
+        "copies_same_as_left_alone": sum(copies),
         "same_epoch_metrics": same_metrics,
         "left_alone_s": round(run_s, 1),
         "kill_log": kills,
