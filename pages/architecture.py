@@ -17,6 +17,7 @@ import streamlit as st
 from pages import _shared as sh
 from s7core.errors import UserError
 from s7core.links import spec_to_link
+from s7core.paths import download_name
 from s7core.rules import MAX_PARAMS_LIMIT, MAX_RF_LIMIT
 from s7core.spec import BLOCKS, LAYER_DESCRIPTIONS, LAYER_FIELDS, PRESETS, get_preset, make_block, spec_from_json
 
@@ -166,7 +167,7 @@ def _toolbar(spec) -> None:
     cols[2].download_button(
         "Download spec",
         spec.to_json(),
-        file_name=f"{spec.name}.json",
+        file_name=download_name(spec.name, ".json"),
         mime="application/json",
         icon=":material/download:",
     )
