@@ -23,7 +23,7 @@ from s7core.rf._modules import first_line
 from s7core.rf.table import centre_unit
 
 
-def _private_copy(model: nn.Module) -> nn.Module:
+def private_copy(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model`: parameters share its storage without gradients, buffers are cloned."""
     memo: dict[int, Any] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
     memo |= {id(b): b.clone() for b in model.buffers()}  # a forward may update them in place; the model's stay
@@ -76,7 +76,7 @@ def effective_rf(
         raise UserError("images must be a tensor of shape (N, C, H, W)")
     if layer is not None and layer not in dict(model.named_modules()):
         raise UserError(f"no module named '{layer}' in {type(model).__name__}; use a name from named_modules()")
-    own = _private_copy(model)
+    own = private_copy(model)
     outputs: dict[str | None, Any] = {}
     if layer is not None:  # on the private copy, so no other caller's forward ever runs this hook
         own.get_submodule(layer).register_forward_hook(lambda _m, _a, out: outputs.__setitem__(layer, out))
