@@ -527,8 +527,8 @@ def _features_section(spec, record, image: np.ndarray, picked) -> None:
             return
         c, h, w = trained.shape
         n = min(c, shown)
-        st.plotly_chart(_maps_figure(trained, n, f"feature maps, trained ({run.name}), {run_record.name}: {c} x {h}x{w}"),
-                        width="stretch", key="rf_maps_trained")  # fmt: skip
+        title = f"feature maps, trained ({run.name}), {run_record.name}: {c} x {h}x{w}"
+        st.plotly_chart(_maps_figure(trained, n, title), width="stretch", key="rf_maps_trained")
         st.caption(_maps_caption(trained, n))
 
 
