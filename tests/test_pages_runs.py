@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runs_helpers import playing_trainer
 from streamlit.testing.v1 import AppTest
@@ -331,5 +332,23 @@ def test_a_gradcam_layer_tints_the_gallery(with_run: runs.RunInfo) -> None:
     assert picker.options[0] == "off" and picker.options[1].startswith("layer 0: conv 16 3x3")
     picker.select_index(len(picker.options) - 1).run()
     assert not at.exception
-    tinted = [i.proto.imgs[0].url for i in at.image]
-    assert len(tinted) == 24 and not set(plain) & set(tinted)
+    legend, *tinted = [i.proto.imgs[0].url for i in at.image]
+    assert at.image[0].proto.imgs[0].caption.startswith("Grad-CAM: none")  # the colours' legend comes first
+    assert len(tinted) == 24 and not set(plain) & set(tinted)  # each image now beside its overlay
+
+
+def test_a_diagonal_cell_shows_the_images_it_got_right(with_run: runs.RunInfo) -> None:
+    evaluation = runs.load_predictions(with_run.path)
+    right = int(np.argmax(np.diag(evaluation.confusion)))
+    name = evaluation.classes[right]
+    at = _page("misclassified")
+    at.selectbox(key="mis_true").select(name).run()
+    at.selectbox(key="mis_pred").select(name).run()
+    assert not at.exception
+    count = int(evaluation.confusion[right, right])
+    assert any(m.value.startswith(f"**{count:,}** correctly classified images of class {name}") for m in at.markdown)
+    assert len(at.image) == min(count, 24)
+    assert all(f"{name} → {name}" in i.proto.imgs[0].caption for i in at.image)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    (outline,) = chart["layout"]["shapes"]  # the chosen cell is outlined
+    assert (outline["x0"] + 0.5, outline["y0"] + 0.5) == (right, right)
