@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
-from pages._shared import has_predictions, predictions, show_error
+from pages._shared import ensure_shell, has_predictions, predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, cell_images, misclassified
@@ -236,6 +236,7 @@ def page() -> None:
     gallery(ev, test_images(data_dir), shown, cams)
 
 
+ensure_shell()  # a first request for this page's own address still gets app.py's shell
 st.title("Misclassified images")
 st.caption(
     "The test images the run's best checkpoint got wrong. Pick a cell of the confusion matrix to see one kind "

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
-from pages._shared import predictions, show_error
+from pages._shared import ensure_shell, predictions, show_error
 from s7core import runs
 from s7core.compare import differing_settings, mean_band, named_accuracy, seed_groups
 from s7core.errors import UserError
@@ -206,6 +206,7 @@ def details(chosen: list[runs.RunInfo]) -> None:
     downloads(info)
 
 
+ensure_shell()  # a first request for this page's own address still gets app.py's shell
 st.title("Results")
 st.caption("Compare runs: their accuracy, their curves, and which classes they get wrong.")
 try:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
-from pages._shared import data_dir, data_status, device_name, get_spec, show_error, spec_key, summary
+from pages._shared import data_dir, data_status, device_name, ensure_shell, get_spec, show_error, spec_key, summary
 from s7core import runs
 from s7core.config import Setting, TrainConfig, settings
 from s7core.errors import UserError
@@ -364,6 +364,7 @@ def _flash() -> None:
         st.success(text, icon=":material/rocket_launch:")
 
 
+ensure_shell()  # a first request for this page's own address still gets app.py's shell
 st.title("Train")
 st.caption(
     "Pick a network and a recipe, then launch: the run trains in a background process, so it goes on when "
