@@ -501,10 +501,14 @@ st.caption(
     "Empty cells take the layer type's default; columns a type does not use are ignored."
 )
 _toolbar(spec)
-*totals, rules_column = st.columns([2, 2, 2, 5], gap="medium")
-_metrics(spec, totals)
-with rules_column:
+if dp.projector_on():  # large figures need the whole width: the rules go below them
+    _metrics(spec, st.columns(3, gap="medium"))
     _rule_badges(spec)
+else:
+    *totals, rules_column = st.columns([2, 2, 2, 5], gap="medium")
+    _metrics(spec, totals)
+    with rules_column:
+        _rule_badges(spec)
 _edit_error()
 _editor()
 st.caption(

@@ -414,12 +414,15 @@ def _reach_picture(image: np.ndarray, reach) -> np.ndarray:
 
 
 def _reach_figure(image: np.ndarray, reach, record) -> go.Figure:
+    """The whole image faded, the unit's RF box over it: reached pixels bright, holes dark, padding red."""
     size = image.shape[0]
-    picture = _reach_picture(image, reach)
-    fig = go.Figure(go.Image(z=picture, x0=reach.left, y0=reach.top, zsmooth=False,
-                             hovertemplate="pixel (%{y}, %{x})<extra></extra>"))  # fmt: skip
-    fig.add_shape(type="rect", x0=-0.5, x1=size - 0.5, y0=-0.5, y1=size - 0.5, line=dict(color="#ffd60a", width=2))
+    faded = (image * 0.35 + 255 * 0.65).astype(np.uint8)  # the rest of the image, for where the box sits
+    fig = go.Figure(go.Image(z=faded, zsmooth=False, hoverinfo="skip"))
+    fig.add_trace(go.Image(z=_reach_picture(image, reach), x0=reach.left, y0=reach.top, zsmooth=False,
+                           hovertemplate="pixel (%{y}, %{x})<extra></extra>"))  # fmt: skip
     box = unit_window(record, reach.row, reach.col, size)
+    fig.add_shape(type="rect", x0=box.left - 0.5, x1=box.right + 0.5, y0=box.top - 0.5, y1=box.bottom + 0.5,
+                  line=dict(color=WINDOW_COLOUR, width=3))  # fmt: skip
     fig.update_layout(title=dict(text=f"{record.name}, unit ({reach.row}, {reach.col}): which pixels reach it"))
     _axes(fig, size, [box], dp.display().chart_px)
     return dp.style(fig, height=dp.display().chart_px, legend_below=False)

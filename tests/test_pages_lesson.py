@@ -141,7 +141,7 @@ def test_the_reach_map_of_the_reference_net_matches_a_gradient_measurement() -> 
     record = records[index]
     assert reached == measured.sum() and reached + holes + padding == record.rf**2 and padding > 0
     figure = _titled(at, "10.depthwise, unit (0, 5): which pixels reach it")
-    image = figure["data"][0]
+    image = figure["data"][1]  # over the faded whole image
     box = unit_window(record, 0, 5, 32)
     assert (image["x0"], image["y0"]) == (box.left, box.top) and box.top < 0  # the box starts on the padding
     assert "untrained (seeded), 10.depthwise, unit (0, 5)" in json.dumps(_figures(at))  # the effective RF too
