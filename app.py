@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages._display import css
-from pages._shared import load_network_from_query, show_error, sidebar
+from pages._shared import SHELL_KEY, load_network_from_query, show_error, sidebar
 
 ROOT = Path(__file__).resolve().parent
 
@@ -47,4 +47,5 @@ if link_error:
     show_error(link_error)
 st.markdown(css(), unsafe_allow_html=True)  # once, here: every page takes its sizes from the same display
 sidebar()
+st.session_state[SHELL_KEY] = True  # this run came through app.py: the page need not rerun to get its shell
 page.run()

@@ -45,6 +45,7 @@ SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from
 ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, field), or None
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
+SHELL_KEY = "s7_through_app"  # set by app.py just before it runs the page
 DEFAULT_RULES = asdict(RuleSettings())  # the assignment's thresholds, as RuleSettings declares them
 
 
@@ -57,7 +58,11 @@ def ensure_shell() -> None:
     Until st.navigation has run once in the process, Streamlit treats a pages/ folder beside
     the main script as an old-style multipage app: the first request for /<page> on a fresh
     server runs that page alone, without app.py (no sidebar, no wide layout, no shared link).
+    A run that came through app.py is left alone: a rerun there would drop what the user just did (a form's
+    submit button is True for one run only).
     """
+    if st.session_state.pop(SHELL_KEY, False):
+        return
     try:  # a Streamlit internal: if a release renames it, the page still works, only bare
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:

@@ -91,14 +91,20 @@ def _choose_network():
     return spec
 
 
-def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int) -> None:
-    """Create the run folder and start (or queue) its background process."""
+def _launch(spec, base: TrainConfig, recipe: str) -> None:
+    """Create the run folder and start (or queue) its background process; the Launch button's callback.
+
+    A callback, so that the launch happens once, before the page's script runs (a rerun of the script would
+    otherwise lose the form's one-run submit), with the form's values from the session state.
+    """
+    name = (st.session_state.get("train_run_name") or "").strip()
+    max_concurrent = int(st.session_state.get("train_max_concurrent", 1))
     try:
-        config = TrainConfig.from_dict(values)
-        run_dir = runs.create_run(spec, config, name=name.strip() or None, data_dir=data_dir(), recipe=recipe)
+        config = TrainConfig.from_dict(_form_values(base, f"train_{recipe}"))
+        run_dir = runs.create_run(spec, config, name=name or None, data_dir=data_dir(), recipe=recipe)
         status = runs.get_executor(max_concurrent=max_concurrent).start(run_dir)
     except UserError as err:
-        show_error(err)
+        st.session_state[FLASH_KEY] = ("error", str(err))
         return
     watched = st.session_state.get(WATCH_KEY)
     busy = watched is not None and any(i.name == watched and i.state == "running" for i in runs.list_runs())
@@ -108,19 +114,23 @@ def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent
         st.session_state[FLASH_KEY] = ("info", f"Run **{run_dir.name}** is queued: {status.message}")
     else:
         st.session_state[FLASH_KEY] = ("success", f"Run **{run_dir.name}** started in the background.")
-    st.rerun()  # the live panel goes to the top of the page
 
 
-def _submitted_config(base: TrainConfig, prefix: str) -> TrainConfig:
-    """The recipe's config with the form's values as last submitted (the form sends them only on Launch)."""
+def _form_values(base: TrainConfig, prefix: str) -> dict[str, Any]:
+    """The recipe's settings with the form's values as last submitted, as TrainConfig.from_dict takes them."""
     values = base.to_dict()
     for s in settings():
         section, _, name = s.path.rpartition(".")
         key = f"{prefix}_{s.path.replace('.', '_')}"
         if key in st.session_state:
             (values[section] if section else values)[name] = st.session_state[key]
+    return values
+
+
+def _submitted_config(base: TrainConfig, prefix: str) -> TrainConfig:
+    """The recipe's config with the form's values as last submitted (the form sends them only on Launch)."""
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(_form_values(base, prefix))
     except UserError:
         return base
 
@@ -132,17 +142,18 @@ def _estimate(spec, config: TrainConfig) -> None:
 
     speeds = st.session_state.setdefault(SPEED_KEY, {})
     key = f"{spec_key(spec)}|{config.batch_size}|{config.precision}|{config.channels_last}|{config.device}"
-    if st.button(
-        "Estimate the time",
-        icon=":material/timer:",
-        key="train_measure",
-        help="Times a few training steps of this network here (a few seconds), then works out the run.",
-    ):
+
+    def measure() -> None:  # a callback: it runs once, before the script, whatever reruns follow
         try:
             with st.spinner("Timing a few training steps of this network on this machine…"):
                 speeds[key] = measure_speed(spec, config)
         except UserError as err:
-            show_error(err)
+            st.session_state[FLASH_KEY] = ("error", str(err))
+
+    st.button(
+        "Estimate the time", icon=":material/timer:", key="train_measure", on_click=measure,
+        help="Times a few training steps of this network here (a few seconds), then works out the run.",
+    )  # fmt: skip
     speed = speeds.get(key)
     if speed is None:
         st.caption("Press the button for a time estimate from this network's measured speed on this machine.")
@@ -193,20 +204,17 @@ def launch_section() -> None:
             st.info(text, icon=":material/menu_book:")
         _estimate(spec, _submitted_config(recipe.config, f"train_{recipe_name}"))
         default_slots = 1 if device_name() == "CPU" else 2
-        max_concurrent = int(
-            st.number_input(
-                "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
-                help="At most this many runs train together; a further launch waits in the queue.",
-            )
+        st.number_input(
+            "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
+            help="At most this many runs train together; a further launch waits in the queue.",
         )  # fmt: skip
     with right, st.form("train_form", border=False):
-        values = _config_form(recipe.config, f"train_{recipe_name}")
-        name = st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
-        launched = st.form_submit_button(
-            "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found
-        )
-    if launched:
-        _launch(spec, values, recipe_name, name, max_concurrent)
+        _config_form(recipe.config, f"train_{recipe_name}")
+        st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
+        st.form_submit_button(
+            "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found,
+            on_click=_launch, args=(spec, recipe.config, recipe_name),
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- the live panel
@@ -257,17 +265,30 @@ def _figures(info: runs.RunInfo, rows: list[dict], steps: list[dict]) -> None:
     cols[3].metric("Best test accuracy", f"{best:.2%}" if best is not None else "—")
 
 
-def _buttons(info: runs.RunInfo) -> None:
-    """Stop an active run, resume a stopped or failed one."""
+def _stop(path: str) -> None:
     try:
-        if info.state in ACTIVE and st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}"):
-            st.toast(runs.executor_for(info.path).stop(info.path).message)
-        if info.state in ("stopped", "failed") and info.epoch < info.epochs:
-            if st.button("Resume", icon=":material/replay:", key=f"resume_{info.name}"):
-                executor = runs.get_executor(max_concurrent=st.session_state.get("train_max_concurrent", 1))
-                st.toast(f"{info.name}: {executor.start(info.path).state}")
+        st.toast(runs.executor_for(path).stop(path).message)
     except UserError as err:
-        show_error(err)
+        st.toast(str(err), icon=":material/error:")
+
+
+def _resume(path: str, name: str) -> None:
+    try:
+        executor = runs.get_executor(max_concurrent=st.session_state.get("train_max_concurrent", 1))
+        st.toast(f"{name}: {executor.start(path).state}")
+    except UserError as err:
+        st.toast(str(err), icon=":material/error:")
+
+
+def _buttons(info: runs.RunInfo) -> None:
+    """Stop an active run, resume a stopped or failed one (callbacks: each acts once, before the script)."""
+    if info.state in ACTIVE:
+        st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}", on_click=_stop, args=(info.path,))
+    if info.state in ("stopped", "failed") and info.epoch < info.epochs:
+        st.button(
+            "Resume", icon=":material/replay:", key=f"resume_{info.name}", on_click=_resume,
+            args=(info.path, info.name),
+        )  # fmt: skip
 
 
 def watch_run(run_dir: Path) -> None:
@@ -358,7 +379,9 @@ def live_section() -> None:
 
 def _flash() -> None:
     kind, text = st.session_state.pop(FLASH_KEY, (None, None))
-    if kind == "info":
+    if kind == "error":
+        show_error(text)
+    elif kind == "info":
         st.info(text, icon=":material/schedule:")
     elif kind == "success":
         st.success(text, icon=":material/rocket_launch:")
