@@ -17,8 +17,8 @@ from pages import _display as dp
 from pages import _shared as sh
 from s7core.data import CIFAR10_CLASSES
 from s7core.errors import UserError
-from s7core.images import UPLOAD_EXTENSIONS, load_upload
 from s7core.features import feature_maps, tile
+from s7core.images import UPLOAD_EXTENSIONS, load_upload
 from s7core.names import module_name, position_of
 from s7core.rf.effective import effective_rf
 from s7core.rf.reach import HOLE, PADDING, REACHED, gridding_example, reachable_pixels
