@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from s7core.config import TrainConfig
 from s7core.data import augment_batch
-from s7core.device import autocast, resolve_device, resolve_precision
+from s7core.device import autocast, choose_precision, resolve_device
 from s7core.evaluate import predict_logits
 from s7core.model import build_model
 from s7core.spec import NetworkSpec
@@ -74,13 +74,15 @@ def measure_speed(spec: NetworkSpec, config: TrainConfig) -> Speed:
 
 def _measure(spec: NetworkSpec, config: TrainConfig) -> Speed:
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
     batch = min(config.batch_size, MEASURE_BATCH_CAP)
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(0)
         model = build_model(spec).to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        # the precision the trainer will take: for 'auto' on the CPU, the one its own measurement picks
+        choice = choose_precision(config.precision, device, model, spec.input_shape, batch, config.channels_last)
+        precision = choice.precision
         optimizer = make_optimizer(model, config)
         c, h, w = spec.input_shape
         images = torch.randint(0, 256, (batch, c, h, w), dtype=torch.uint8, device=device)
