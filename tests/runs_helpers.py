@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from test_train import micro_spec, quick_config
 
 from s7core.runs.executor import LOCAL
 from s7core.runs.local import process_handle
+from s7core.runs.ray_jobs import ADDRESS_ENVS
 from s7core.runs.status import RunState
 from s7core.runs.store import RunFolder, create_run, read_metrics
 
@@ -20,6 +23,12 @@ from s7core.runs.store import RunFolder, create_run, read_metrics
 def new_run(tmp_path: Path, data_dir: Path, name: str = "r1", **changes) -> Path:
     """A run of the micro net under tmp_path/runs, not started."""
     return create_run(micro_spec(), quick_config(**changes), tmp_path / "runs", name, data_dir, "default")
+
+
+def needs_cluster(executor: str) -> None:
+    """Skip a test of an executor that needs a cluster when none is named (tests/test_ray_cluster.py starts one)."""
+    if executor != LOCAL and not any(os.environ.get(name) for name in ADDRESS_ENVS):
+        pytest.skip(f"the {executor} executor needs a cluster: set RAY_ADDRESS; tests/test_ray_cluster.py covers it")
 
 
 def epoch_lines(run_dir: Path) -> list[int]:

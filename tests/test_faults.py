@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runs_helpers import epoch_lines, forge_status, new_run, wait_until
+from runs_helpers import epoch_lines, forge_status, needs_cluster, new_run, wait_until
 
 from s7core.data import make_tiny_cifar10
 from s7core.errors import UserError
@@ -48,7 +48,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor(request, tmp_path):
-    """Each registered executor over this test's runs root."""
+    """Each registered executor over this test's runs root (a cluster's only where one is named)."""
+    needs_cluster(request.param)
     return get_executor(request.param, runs_dir=tmp_path / "runs")
 
 

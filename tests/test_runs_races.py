@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from runs_helpers import ended_process, forge_status, new_run, wait_until
+from runs_helpers import ended_process, forge_status, needs_cluster, new_run, wait_until
 from test_train import micro_spec, quick_config
 
 from s7core.data import make_tiny_cifar10
@@ -33,6 +33,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor_name(request) -> str:
+    needs_cluster(request.param)
     return request.param
 
 
