@@ -208,7 +208,8 @@ def _launch_from_the_train_page(name: str) -> None:
     at.number_input(key="train_default_epochs").set_value(1)
     at.number_input(key="train_res_cpus").set_value(1)
     at.text_input(key="train_run_name").input(name)
-    at.button[0].click().run()
+    (launch,) = [b for b in at.button if b.label == "Launch training"]
+    launch.click().run()
     assert not at.exception, [e.message for e in at.exception]
     assert not at.main.error, [e.value for e in at.main.error]
 
