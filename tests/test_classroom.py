@@ -173,7 +173,7 @@ def test_settings_default_to_solo_mode_and_round_trip(root) -> None:
 
 
 def test_bad_settings_are_refused_with_their_limits(root) -> None:
-    with pytest.raises(ClassError, match=r"runs per student must be whole queued or running from 1 to 20, got 0"):
+    with pytest.raises(ClassError, match=r"runs per student must be whole runs from 1 to 20, got 0"):
         change_settings(root, max_active_per_student=0)
     with pytest.raises(UserError, match="max_params"):
         change_settings(root, rules=RuleSettings(max_params=-1))

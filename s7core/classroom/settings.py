@@ -30,12 +30,12 @@ _GROUP = "Class"
 # are made from these. The thresholds are RuleSettings' own fields.
 CLASS_SETTINGS = (
     Setting(
-        "max_active_per_student", int, 2, "runs per student", group=_GROUP, unit="queued or running", low=1, high=20,
-        help="a student may have at most this many runs queued or training at once", step=1,
+        "max_active_per_student", int, 2, "runs per student", group=_GROUP, unit="runs", low=1, high=20,
+        help="a student may have at most this many runs queued or training at the same time", step=1,
     ),
     Setting(
-        "max_concurrent", int, 1, "runs at once", group=_GROUP, unit="on this server", low=1, high=64, step=1,
-        help="at most this many runs of the class train together; further launches wait in the queue",
+        "max_concurrent", int, 1, "runs at once", group=_GROUP, unit="runs", low=1, high=64, step=1,
+        help="at most this many runs train together on this server; further launches wait in the queue",
     ),
     Setting(
         "submissions_open", bool, True, "submissions open", group=_GROUP,
