@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _shared as sh
+from pages._classroom import class_thresholds
 from s7core.errors import UserError
 from s7core.links import spec_to_link
 from s7core.rules import MAX_PARAMS_LIMIT, MAX_RF_LIMIT
@@ -242,6 +243,8 @@ def _rule_badges(spec) -> None:
         st.caption(result.reason)
     with st.expander("Assignment thresholds"):
         settings = sh.rule_settings_dict()
+        if class_thresholds() is not None:
+            st.caption("Set for the whole class by the teacher (on the Class page).")
         a, b = st.columns(2)
         a.number_input(
             "Parameters below", min_value=1, max_value=MAX_PARAMS_LIMIT, step=50_000, **_setting(settings, "max_params")
@@ -253,12 +256,13 @@ def _rule_badges(spec) -> None:
 
 def _setting(settings: dict, name: str) -> dict:
     """Widget arguments that show `settings[name]` and write changes back before the rerun."""
-    key = f"arch_rule_{name}"
+    fixed = class_thresholds() is not None
+    key = f"arch_rule_{name}" + (f"_class_{settings[name]}" if fixed else "")  # follows the teacher's changes
 
     def store() -> None:
         settings[name] = st.session_state[key]
 
-    return dict(value=settings[name], key=key, on_change=store)
+    return dict(value=settings[name], key=key, on_change=store, disabled=fixed)
 
 
 def _rf_chart(records, min_rf: int) -> go.Figure:

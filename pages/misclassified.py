@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages._classroom import guard_page, user_runs
 from pages._shared import has_predictions, predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
@@ -40,7 +41,7 @@ def run_model(run_dir: str, mtime: float):
 
 def choose_run() -> runs.RunInfo | None:
     """A run that has saved test predictions (i.e. finished)."""
-    done = [i for i in runs.list_runs() if has_predictions(i.path)]
+    done = [i for i in user_runs().list() if has_predictions(i.path)]
     if not done:
         st.info("No finished run yet: launch one on the Train page; its mistakes show up here when it ends.")
         return None
@@ -191,6 +192,7 @@ def page() -> None:
     gallery(ev, test_images(data_dir), shown, cams)
 
 
+guard_page()  # a page asked for on a fresh server passes the sign-in gate too
 st.title("Misclassified images")
 st.caption(
     "The test images the run's best checkpoint got wrong. Pick a cell of the confusion matrix to see one kind "

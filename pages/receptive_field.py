@@ -301,10 +301,11 @@ def _erf_figure(erf: np.ndarray, window, title: str) -> go.Figure:
 
 
 def _trained_panel(record, image: np.ndarray) -> None:
-    from s7core.runs import list_runs, read_run_config
+    from pages._classroom import user_runs
+    from s7core.runs import read_run_config
 
     try:
-        runs = [r for r in list_runs() if r.state == "finished"]
+        runs = [r for r in user_runs().list() if r.state == "finished"]
     except UserError as err:
         sh.show_error(err)
         return

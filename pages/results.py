@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages._classroom import guard_page, user_runs
 from pages._shared import predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
@@ -116,12 +117,12 @@ def class_table(ev: Evaluation) -> None:
 def downloads(info: runs.RunInfo) -> None:
     """The metrics as CSV and the trained weights (checkpoint file) of one run."""
     cols = st.columns(2)
-    metrics = pd.DataFrame(runs.read_metrics(info.path))
+    metrics = pd.DataFrame(user_runs().metrics(info.name))
     cols[0].download_button(
         "Metrics (CSV)", metrics.to_csv(index=False), f"{info.name}-metrics.csv", "text/csv",
         icon=":material/download:", on_click="ignore", key=f"dl_metrics_{info.name}",
     )  # fmt: skip
-    ckpt = runs.checkpoint_path(info.path)
+    ckpt = user_runs().checkpoint(info.name)  # checked: the run's owner or a teacher
     if ckpt is not None:
         cols[1].download_button(
             f"Weights ({ckpt.name}, {ckpt.stat().st_size / 1e6:.1f} MB)", ckpt.read_bytes, f"{info.name}-{ckpt.name}",
@@ -148,10 +149,11 @@ def details(chosen: list[runs.RunInfo]) -> None:
     downloads(info)
 
 
+guard_page()  # a page asked for on a fresh server passes the sign-in gate too
 st.title("Results")
 st.caption("Compare runs: their accuracy, their curves, and which classes they get wrong.")
 try:
-    chosen = choose_runs(runs.list_runs())
+    chosen = choose_runs(user_runs().list())
     if chosen:
         headline(chosen)
         curves(chosen)

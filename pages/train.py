@@ -13,8 +13,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages._classroom import class_mode, class_settings, data_problem, guard_page, user_runs
 from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
 from s7core import runs
+from s7core.classroom import Action
 from s7core.config import Setting, TrainConfig, settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES, default_recipe
@@ -85,8 +87,8 @@ def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent
     """Create the run folder and start (or queue) its background process."""
     try:
         config = TrainConfig.from_dict(values)
-        run_dir = runs.create_run(spec, config, name=name.strip() or None, data_dir=data_dir(), recipe=recipe)
-        status = runs.get_executor(max_concurrent=max_concurrent).start(run_dir)
+        where = None if class_mode() else data_dir()  # in class mode the class's folder, chosen in s7core
+        run_dir, status = user_runs().launch(spec, config, name.strip() or None, recipe, where, max_concurrent)
     except UserError as err:
         show_error(err)
         return
@@ -101,7 +103,7 @@ def launch_section() -> None:
     """Network, recipe and settings; the launch button."""
     status = data_status()
     if not status.found:
-        show_error(f"{status.message}. Set the data folder in the sidebar, then launch.")
+        show_error(data_problem(f"{status.message}. Set the data folder in the sidebar, then launch."))
     left, right = st.columns([2, 3])
     with left:
         spec = _choose_network()
@@ -116,12 +118,18 @@ def launch_section() -> None:
         else:
             st.info(text, icon=":material/menu_book:")
         default_slots = 1 if device_name() == "CPU" else 2
-        max_concurrent = int(
-            st.number_input(
-                "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
-                help="At most this many runs train together; a further launch waits in the queue.",
-            )
-        )  # fmt: skip
+        if class_mode():  # the class's limits, set by the teacher
+            limits = class_settings()
+            st.caption(f"The class trains {limits.max_concurrent} run(s) at once; each student may have "
+                       f"{limits.max_active_per_student} queued or running.")  # fmt: skip
+            max_concurrent = limits.max_concurrent
+        else:
+            max_concurrent = int(
+                st.number_input(
+                    "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
+                    help="At most this many runs train together; a further launch waits in the queue.",
+                )
+            )  # fmt: skip
     with right, st.form("train_form", border=False):
         values = _config_form(recipe.config, f"train_{recipe_name}")
         name = st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
@@ -175,12 +183,14 @@ def _figures(info: runs.RunInfo, epochs: list[dict], steps: list[dict]) -> None:
 def _buttons(info: runs.RunInfo) -> None:
     """Stop an active run, resume a stopped or failed one."""
     try:
-        if info.state in ACTIVE and st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}"):
-            st.toast(runs.executor_for(info.path).stop(info.path).message)
-        if info.state in ("stopped", "failed") and info.epoch < info.epochs:
+        access = user_runs()
+        if info.state in ACTIVE and access.may(Action.STOP, info):
+            if st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}"):
+                st.toast(access.stop(info.name).message)
+        if info.state in ("stopped", "failed") and info.epoch < info.epochs and access.may(Action.RESUME, info):
             if st.button("Resume", icon=":material/replay:", key=f"resume_{info.name}"):
-                executor = runs.get_executor(max_concurrent=st.session_state.get("train_max_concurrent", 1))
-                st.toast(f"{info.name}: {executor.start(info.path).state}")
+                slots = st.session_state.get("train_max_concurrent", 1)
+                st.toast(f"{info.name}: {access.resume(info.name, slots).state}")
     except UserError as err:
         show_error(err)
 
@@ -209,7 +219,7 @@ def runs_table(infos: list[runs.RunInfo]) -> None:
     """Every run with its state, newest first."""
     table = pd.DataFrame(
         [
-            dict(run=i.name, state=i.state, epoch=f"{i.epoch}/{i.epochs}", best=i.best_accuracy,
+            dict(run=i.name, owner=i.owner or "—", state=i.state, epoch=f"{i.epoch}/{i.epochs}", best=i.best_accuracy,
                  final=i.final_accuracy, network=i.preset, recipe=i.recipe, created=i.created, message=i.message)
             for i in infos
         ]
@@ -227,7 +237,8 @@ def runs_table(infos: list[runs.RunInfo]) -> None:
 
 def live_section() -> None:
     """The watched run and the run list; refreshed every second while any run is queued or running."""
-    infos = runs.list_runs()
+    access = user_runs()
+    infos = access.list()  # a student's own runs; every run for a teacher
     if not infos:
         st.info("No runs yet: launch one above. It trains in the background and appears here.")
         return
@@ -239,8 +250,8 @@ def live_section() -> None:
 
     @st.fragment(run_every=1 if active else None)
     def live() -> None:
-        runs.get_executor().refresh()  # start queued runs, fail those whose process has gone
-        now = runs.list_runs()
+        access.refresh()  # start queued runs, fail those whose process has gone
+        now = access.list()
         watched = [i for i in now if i.name == name]
         if watched:
             watch_run(Path(watched[0].path))
@@ -251,6 +262,7 @@ def live_section() -> None:
     live()
 
 
+guard_page()  # a page asked for on a fresh server passes the sign-in gate too
 st.title("Train")
 st.caption(
     "Pick a network and a recipe, then launch: the run trains in a background process, so it goes on when "

@@ -193,12 +193,7 @@ def _changes(args: argparse.Namespace, current) -> dict:
     if args.data_dir and args.no_data_dir:
         raise UserError("give --data-dir or --no-data-dir, not both")
     if args.data_dir:
-        from s7core.data import find_cifar10
-
-        found = find_cifar10(args.data_dir)
-        if not found.found:
-            raise UserError(f"{found.message} — give the folder that holds CIFAR-10")
-        changes["data_dir"] = str(found.path.resolve())
+        changes["data_dir"] = args.data_dir  # checked where every change is: ClassRuns.change_settings
     if args.no_data_dir:
         changes["data_dir"] = None
     if args.teacher or args.no_teacher:
@@ -209,11 +204,11 @@ def _changes(args: argparse.Namespace, current) -> dict:
 
 def run_settings(args: argparse.Namespace) -> int:
     """python -m s7core class settings [...]"""
-    from s7core.classroom import change_settings, load_settings
+    from s7core.classroom import command_line_runs, load_settings
 
     current = load_settings(args.runs_dir)
     changes = _changes(args, current)
-    settings = change_settings(args.runs_dir, **changes) if changes else current
+    settings = command_line_runs(args.runs_dir).change_settings(**changes) if changes else current
     if args.json:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0

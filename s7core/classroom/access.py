@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from s7core.classroom.settings import ClassSettings, load_settings, private_folder
+from s7core.classroom.settings import ClassSettings, change_settings, load_settings, private_folder
 from s7core.classroom.users import COMMAND_LINE, ClassError, User
 from s7core.config import TrainConfig
 from s7core.runs.executor import executor_for, get_executor
@@ -37,6 +37,16 @@ from s7core.runs.store import (
 from s7core.spec import NetworkSpec
 
 LAUNCH_LOCK = ".launch.lock"  # in the class folder: counting a student's runs and starting one is one step
+
+
+def checked_data_dir(path: str | os.PathLike) -> str:
+    """The absolute path of a folder that holds CIFAR-10; a ClassError saying what is there otherwise."""
+    from s7core.data import find_cifar10
+
+    found = find_cifar10(str(path).strip())
+    if not found.found:
+        raise ClassError(f"{found.message} — give the folder that holds CIFAR-10")
+    return str(Path(found.path).resolve())
 
 
 class PermissionDenied(ClassError):
@@ -178,6 +188,14 @@ class ClassRuns:
         if executor_for(info.path).state(info.path).state.active:
             raise RunError(f"run {name} is {info.state}: stop it first, then remove it")
         shutil.rmtree(info.path)
+
+    def change_settings(self, **changes: Any) -> ClassSettings:
+        """Change the class's settings (a teacher's action); a data folder must hold CIFAR-10."""
+        authorize(self.user, Action.MANAGE, None, self.settings)
+        if changes.get("data_dir") is not None:
+            changes["data_dir"] = checked_data_dir(changes["data_dir"])
+        self.settings = change_settings(self.runs_dir, **changes)
+        return self.settings
 
     def refresh(self) -> None:
         """Let the executor correct vanished runs and start queued ones (any user's poll keeps the queue moving)."""
