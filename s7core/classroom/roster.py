@@ -147,27 +147,28 @@ class Roster:
         except ClassError:
             raise SignInError("wrong name or password — check both (the password is case-sensitive)") from None
         with self._locked():
-            users, failures = self._read(), self._failures()
-            record = failures.get(key, {})
-            wait = record.get("until", 0.0) - self.clock()
-            if wait > 0:
-                raise TooManyAttempts(
-                    f"too many wrong passwords for {key}: wait {math.ceil(wait)} s and try again "
-                    "(or ask your teacher to reset your password)",
-                    wait,
-                )
-            entry = users.get(key)
-            # an unknown name costs a hash check too, so the time taken does not tell who is on the roster
-            hashed = entry["hash"] if entry is not None else self._decoy()
-            if not self._matches(hashed, password) or entry is None:
+            entry = self._read().get(key)
+            wait = self._failures().get(key, {}).get("until", 0.0) - self.clock()
+        if wait > 0:
+            raise TooManyAttempts(
+                f"too many wrong passwords for {key}: wait {math.ceil(wait)} s and try again "
+                "(or ask your teacher to reset your password)",
+                wait,
+            )
+        # The hash check runs outside the lock, so a class signing in at once is not served one at a time; an
+        # unknown name costs a check too, so the time taken does not tell who is on the roster.
+        matches = self._matches(entry["hash"] if entry is not None else self._decoy(), password)
+        with self._locked():
+            if not matches or entry is None:
                 if entry is not None:  # only roster names are counted: a made-up name cannot grow the file
-                    count = int(record.get("count", 0)) + 1
+                    failures = self._failures()
+                    count = int(failures.get(key, {}).get("count", 0)) + 1
                     failures[key] = {"count": count, "until": self.clock() + wait_after(count)}
                     write_private_json(self.folder / FAILURES_FILE, failures)
                 raise SignInError("wrong name or password — check both (the password is case-sensitive)")
-            if key in failures:
-                self._forget_failures(key)
-            if self.hasher.check_needs_rehash(entry["hash"]):  # the library's parameters got stronger
+            self._forget_failures(key)
+            users = self._read()
+            if key in users and self.hasher.check_needs_rehash(users[key]["hash"]):  # the library got stronger
                 users[key]["hash"] = self.hasher.hash(password)
                 self._write(users)
         return User(key, Role(entry["role"]))
