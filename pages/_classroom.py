@@ -132,6 +132,11 @@ def sign_in_page() -> None:
     """The only page while nobody is signed in: the identity provider's button and/or the roster's form."""
     st.title("Sign in")
     st.caption("s7 is running for a class: sign in to design, train and compare your networks.")
+    with st.columns([2, 3])[0]:  # a form as wide as a name, not as the window
+        _sign_in_choices()
+
+
+def _sign_in_choices() -> None:
     try:
         has_roster = bool(Roster().users())
     except UserError as err:
