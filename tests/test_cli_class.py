@@ -95,3 +95,10 @@ def test_a_broken_profile_is_reported_by_name(tmp_path, bad) -> None:
     profile.write_text(bad)
     with pytest.raises(ClassError, match="config.toml"):
         serve_command(profile)
+
+
+def test_the_sign_in_benchmark_runs(tmp_path) -> None:
+    bench = REPO / "bench" / "sign_in_speed.py"
+    done = subprocess.run([sys.executable, str(bench), "--checks", "1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "argon2id time_cost=3" in done.stdout and "1 sign-in(s) at once, 1 times: median" in done.stdout
