@@ -56,7 +56,7 @@ from s7core.model import build_model, count_parameters  # noqa: E402
 from s7core.recipes import get_recipe  # noqa: E402
 from s7core.rf.table import global_rf  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
-from s7core.train import EpochEvent, StepEvent, train  # noqa: E402
+from s7core.train import EpochEvent, PrecisionEvent, StepEvent, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data"  # the team's read-only copy, when present
 THRESHOLDS = (0.80, 0.85, 0.90, 0.93)
@@ -73,9 +73,13 @@ class Clock:
     eval_s: float = 0.0  # evaluation time taken off the clock so far
     epochs: list[dict[str, Any]] = field(default_factory=list)
     live: bool = True  # print each epoch as it ends
+    precision: str = ""  # the precision trained in, with the speeds measured to choose it
 
-    def on_event(self, event: StepEvent | EpochEvent) -> None:
+    def on_event(self, event: StepEvent | EpochEvent | PrecisionEvent) -> None:
         now = time.perf_counter()
+        if isinstance(event, PrecisionEvent):
+            self.precision = event.text
+            return
         if isinstance(event, StepEvent):
             if self.setup_s is None:
                 self.setup_s = now - self.start - event.elapsed_s
@@ -119,7 +123,7 @@ def run_once(preset: str, recipe: str, changes: dict[str, Any], data_dir: str | 
         "params": count_parameters(build_model(spec)),
         "global_rf": global_rf(spec),
         "config": config.to_dict(),
-        "precision": result.precision,
+        "precision": clock.precision or result.precision,
         "threads": torch.get_num_threads(),
         "epochs": clock.epochs,
         "reached": reached,

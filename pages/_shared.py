@@ -392,8 +392,44 @@ def _sidebar_network() -> None:
         st.caption("The layer table has an error; this is the last valid network.")
 
 
+CLUSTER_QUERY_TTL_S = 5  # thirty sessions polling share one query of the cluster's free resources
+STORAGE_CHECK_TTL_S = 300  # and one storage check (s7core keeps a passed one longer, in the runs root)
+
+
+@st.cache_data(ttl=CLUSTER_QUERY_TTL_S, show_spinner=False)
+def _capacity(name: str, runs_dir: str) -> dict[str, Any]:
+    from s7core.runs import get_executor
+
+    return asdict(get_executor(name, runs_dir=runs_dir).capacity())
+
+
+@st.cache_data(ttl=STORAGE_CHECK_TTL_S, show_spinner="Checking that the cluster's workers see the runs folder…")
+def _storage(name: str, runs_dir: str) -> dict[str, Any] | None:
+    from s7core.runs import get_executor
+
+    check = get_executor(name, runs_dir=runs_dir).check_storage()
+    return check.to_dict() if check else None
+
+
+def _sidebar_executor() -> None:
+    """Where runs train: the executor, its cluster, the free CPUs and GPUs, and whether the workers see the runs."""
+    from s7core.runs import Capacity, executor_name, runs_root
+
+    name, root = executor_name(), str(runs_root().resolve())
+    try:
+        capacity = Capacity(**_capacity(name, root))
+        storage = _storage(name, root)
+    except UserError as err:
+        show_error(f"Runs: the {name} executor is not usable: {err}")
+        return
+    st.caption(f"Runs train on: **{capacity.summary()}**")
+    if storage and not storage["ok"]:
+        show_error(storage["message"])
+
+
 def sidebar() -> None:
-    """The shared sidebar: who is signed in (class mode), the network being edited, the data folder, the device."""
+    """The shared sidebar: who is signed in (class mode), the network being edited, the data folder, the device,
+    where runs train."""
     from pages._classroom import sidebar_user
 
     with st.sidebar:
@@ -405,6 +441,7 @@ def sidebar() -> None:
         st.divider()
         _sidebar_data()
         st.caption(f"Device: **{device_name()}**")
+        _sidebar_executor()
 
 
 def records_dicts(records: list[RFRecord]) -> list[dict[str, Any]]:

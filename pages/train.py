@@ -17,12 +17,14 @@ from pages._classroom import class_mode, class_settings, data_problem, guard_pag
 from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
 from s7core import runs
 from s7core.classroom import Action
-from s7core.config import Setting, TrainConfig, settings
+from s7core.config import Resources, Setting, TrainConfig, resource_settings, settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES, default_recipe
+from s7core.runs.executor import LOCAL
 from s7core.spec import PRESETS, get_preset
 
 ACTIVE = ("queued", "running")
+RESOURCES = resource_settings()
 WATCH_KEY = "train_watch_run"
 EDITED = "The network being edited"
 
@@ -83,12 +85,15 @@ def _choose_network():
     return spec
 
 
-def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int) -> None:
-    """Create the run folder and start (or queue) its background process."""
+def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int, asked: dict) -> None:
+    """Create the run folder and start (or queue) it through the executor in use."""
     try:
         config = TrainConfig.from_dict(values)
+        resources = Resources.from_dict(asked)
         where = None if class_mode() else data_dir()  # in class mode the class's folder, chosen in s7core
-        run_dir, status = user_runs().launch(spec, config, name.strip() or None, recipe, where, max_concurrent)
+        run_dir, status = user_runs().launch(
+            spec, config, name.strip() or None, recipe, where, max_concurrent, resources
+        )
     except UserError as err:
         show_error(err)
         return
@@ -97,6 +102,15 @@ def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent
         st.info(f"Run **{run_dir.name}** is queued: {status.message}", icon=":material/schedule:")
     else:
         st.success(f"Run **{run_dir.name}** started in the background.", icon=":material/rocket_launch:")
+
+
+def _resources_form() -> dict[str, Any]:
+    """One input per declared resource setting (CPU cores, GPUs), at its declared default."""
+    values = {}
+    for s, col in zip(RESOURCES, st.columns(len(RESOURCES)), strict=True):
+        with col:
+            values[s.path] = _widget(s, s.default, f"train_res_{s.path}")
+    return values
 
 
 def launch_section() -> None:
@@ -123,13 +137,16 @@ def launch_section() -> None:
             st.caption(f"The class trains {limits.max_concurrent} run(s) at once; each student may have "
                        f"{limits.max_active_per_student} queued or running.")  # fmt: skip
             max_concurrent = limits.max_concurrent
-        else:
+        elif runs.executor_name() == LOCAL:  # on a cluster, Ray queues runs by the resources they ask for
             max_concurrent = int(
                 st.number_input(
                     "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
                     help="At most this many runs train together; a further launch waits in the queue.",
                 )
             )  # fmt: skip
+        else:
+            max_concurrent = default_slots
+        asked = _resources_form()
     with right, st.form("train_form", border=False):
         values = _config_form(recipe.config, f"train_{recipe_name}")
         name = st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
@@ -137,7 +154,7 @@ def launch_section() -> None:
             "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found
         )
     if launched:
-        _launch(spec, values, recipe_name, name, max_concurrent)
+        _launch(spec, values, recipe_name, name, max_concurrent, asked)
 
 
 # ---------------------------------------------------------------- the live panel
@@ -250,7 +267,7 @@ def live_section() -> None:
 
     @st.fragment(run_every=1 if active else None)
     def live() -> None:
-        access.refresh()  # start queued runs, fail those whose process has gone
+        access.refresh()  # start queued runs, fail those whose process or job has gone
         now = access.list()
         watched = [i for i in now if i.name == name]
         if watched:

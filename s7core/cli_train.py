@@ -2,6 +2,7 @@
 
 python -m s7core train --preset seed --recipe reference --epochs 20
 python -m s7core train --run-dir runs/NAME --resume
+python -m s7core train --preset tiny --detach --backend ray --cpus 2 --gpus 0.5
 python -m s7core evaluate --run runs/NAME --tta
 """
 
@@ -18,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from s7core.config import Setting, settings, with_settings
+from s7core.config import Resources, Setting, resource_settings, settings, with_settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES
+from s7core.runs.executor import BACKEND_ENV, EXECUTORS
 
 ALIASES = {"tta_flip": ("--tta",)}  # short flags kept beside the generated ones
 RESUME_NOTE = {"epochs": "; with --resume: the run's new total, to train it further"}
+RESOURCES = resource_settings()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
     p.add_argument("--runs-dir", help="runs root for a new run with a generated name (default: $S7_RUNS_DIR or ./runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument(
+        "--detach", action="store_true",
+        help="launch the run through the executor (--backend), print its folder and return at once",
+    )  # fmt: skip
+    p.add_argument("--backend", choices=list(EXECUTORS), help=f"executor (default: ${BACKEND_ENV}, or local)")
     _add_setting_flags(p.add_argument_group("training settings (each one given replaces the recipe's value)"))
+    _add_setting_flags(p.add_argument_group("resources (asked of the executor; a resume may ask anew)"), RESOURCES)
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
@@ -61,9 +70,9 @@ def setting_flag(s: Setting) -> str:
     return "--" + s.name.replace("_", "-")
 
 
-def _add_setting_flags(group: argparse._ArgumentGroup) -> None:
-    """One flag per declared training setting; a flag left out keeps the recipe's value."""
-    for s in settings():
+def _add_setting_flags(group: argparse._ArgumentGroup, declared: list[Setting] | None = None) -> None:
+    """One flag per declared setting (the training settings unless told); a flag left out keeps its value."""
+    for s in settings() if declared is None else declared:
         flags = (setting_flag(s), *ALIASES.get(s.path, ()))
         limits = "" if s.kind is bool else f" [{s.allowed()}]"
         text = f"{s.help}{limits}{RESUME_NOTE.get(s.path, '')}".replace("%", "%%")  # argparse %-formats help
@@ -108,6 +117,19 @@ def _new_run(args: argparse.Namespace) -> Path:
             raise UserError(f"{run_dir} is already a run — pass --resume to continue it, or choose another --run-dir")
         return create_run(spec, config, run_dir.parent, run_dir.name, args.data_dir, recipe.name)
     return create_run(spec, config, args.runs_dir, None, args.data_dir, recipe.name)
+
+
+def _given_resources(args: argparse.Namespace) -> dict[str, Any]:
+    """The resource flags given on the command line, by name."""
+    return {s.path: getattr(args, s.path) for s in RESOURCES if getattr(args, s.path) is not None}
+
+
+def _resources(args: argparse.Namespace, run_dir: Path) -> Resources | None:
+    """The resources given on the command line over those of the run's latest launch; None when none was given."""
+    from s7core.runs import read_status
+
+    given = _given_resources(args)
+    return Resources.from_dict({**read_status(run_dir).resources, **given}) if given else None
 
 
 def _existing_run(args: argparse.Namespace) -> Path:
@@ -169,8 +191,11 @@ class ProgressPrinter:
     def __call__(self, event) -> None:
         if event.kind == "step":
             self.step(event)
-        else:
+        elif event.kind == "epoch":
             self.epoch(event)
+        else:
+            self.stream.write(f"precision: {event.text}\n")
+            self.stream.flush()
 
     def step(self, e) -> None:
         remaining = (self.epochs - e.epoch) * e.steps_per_epoch + e.steps_per_epoch - e.step
@@ -199,13 +224,41 @@ class ProgressPrinter:
         self.stream.flush()
 
 
+def run_detached(args: argparse.Namespace) -> int:
+    """python -m s7core train ... --detach: launch through the executor, print the run folder, return."""
+    from s7core.runs import RunFolder, get_executor
+
+    executor = get_executor(args.backend, runs_dir=Path(args.run_dir).parent if args.run_dir else args.runs_dir)
+    if args.resume:
+        run_dir = _existing_run(args)
+        if args.epochs is not None:
+            RunFolder(run_dir).set_epochs(args.epochs)
+    else:
+        executor.check_launch(Resources.from_dict(_given_resources(args)))  # before a run folder is made
+        run_dir = _new_run(args)
+    status = executor.start(run_dir, _resources(args, run_dir))
+    print(run_dir)
+    print(
+        f"{run_dir.name}: {status.state} on the {executor.name} executor — {status.message}; "
+        f"watch with `python -m s7core runs`, stop with `python -m s7core stop {run_dir.name}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     """python -m s7core train ..."""
+    if args.detach:
+        return run_detached(args)
     with StopFlag() as stop:  # first, so that a stop asked while torch loads still ends with a save
+        import torch
+
         from s7core.runs import execute_run, read_run_config
 
         run_dir = _existing_run(args) if args.resume else _new_run(args)
         _, config, _ = read_run_config(run_dir)
+        if args.cpus:  # the cores the executor reserved for this run; else torch's default, every core
+            torch.set_num_threads(args.cpus)
         epochs = args.epochs if args.resume else None
         print(f"run folder: {run_dir}", file=sys.stderr)
         printers = [ProgressPrinter(sys.stderr, config.batch_size, epochs or config.epochs)]

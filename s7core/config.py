@@ -332,6 +332,7 @@ class TrainConfig:
         """A checked copy with some settings changed; None values are ignored, `augment` may be plain data."""
         return TrainConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
+
 def settings() -> list[Setting]:
     """Every training setting in declaration order, the augmentation settings under "augment."."""
     return _declared(TrainConfig, "")
@@ -351,3 +352,43 @@ def with_settings(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig
             sections.setdefault(section, {})[name] = value
     nested = {section: dataclasses.replace(getattr(config, section), **v) for section, v in sections.items()}
     return dataclasses.replace(config, **top, **nested)
+
+
+# ---------------------------------------------------------------- what a run asks of the machine that trains it
+
+_RESOURCES = "Resources"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The CPUs and GPUs one run asks for; not part of its training config, so a resumed run may ask anew."""
+
+    cpus: int = setting(
+        0, label="CPU cores", unit="cores", low=0, high=1024, step=1, group=_RESOURCES,
+        help="cores the run reserves; its trainer runs this many torch threads. 0 = automatic: every core "
+        "of this machine on the local executor, one core on a Ray cluster",
+    )  # fmt: skip
+    gpus: float = setting(
+        0.0, label="GPUs", unit="GPUs", low=0, high=64, step=0.25, group=_RESOURCES,
+        help="GPUs the run reserves on a Ray cluster, where 0 trains on a CPU and a fraction (0.25) shares one "
+        "GPU between runs; on the local executor only checked against this machine's GPUs (the device setting decides)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _check_fields(self, ConfigError)
+        if self.gpus > 1 and not float(self.gpus).is_integer():
+            raise ConfigError(f"gpus {self.gpus:g}: above one GPU, ask for whole GPUs (2, 3, ...); a share is below 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Resources:
+        """Checked resources from plain data (a run's status); missing fields take their defaults."""
+        return cls(**_known_keys(data or {}, cls, "resource", 'resources must be an object such as {"cpus": 2}'))
+
+
+def resource_settings() -> list[Setting]:
+    """The declared resource settings (cpus, gpus), for the command line's flags and the Train page's form."""
+    return _declared(Resources, "")

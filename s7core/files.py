@@ -1,4 +1,4 @@
-"""Writing files so that a killed process never leaves a half-written one."""
+"""Writing files so that a killed process never leaves a half-written one; where s7 keeps its caches."""
 
 from __future__ import annotations
 
@@ -28,3 +28,9 @@ def atomic_write(path: str | os.PathLike, binary: bool = True) -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def cache_root() -> Path:
+    """The folder of s7's caches (the data set, measured speeds): $XDG_CACHE_HOME/s7, else ~/.cache/s7."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "s7"

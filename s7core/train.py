@@ -27,7 +27,7 @@ from torch import nn
 
 from s7core.config import ConfigError, TrainConfig
 from s7core.data import CifarData, augment_batch, normalize
-from s7core.device import autocast, resolve_device, resolve_precision
+from s7core.device import PrecisionChoice, autocast, choose_precision, resolve_device, resolve_precision
 from s7core.errors import UserError
 from s7core.evaluate import loss_and_accuracy
 from s7core.model import S7Net, build_model
@@ -77,6 +77,20 @@ class EpochEvent:
     elapsed_s: float
     eta_s: float  # estimated time to the last epoch
     best: bool = False  # this epoch gave the best checkpoint so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class PrecisionEvent:
+    """The precision the session trains in; for 'auto' on the CPU, the speeds measured to choose it."""
+
+    kind: ClassVar[str] = "precision"
+    precision: str  # fp32, bf16 or fp16
+    setting: str  # the config's precision setting ('auto' or the precision itself)
+    measured: dict[str, float]  # candidate -> training images per second; empty when nothing was measured
+    text: str  # one line for the log
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
@@ -225,7 +239,8 @@ class _Loop:
     def __init__(self, spec: NetworkSpec, config: TrainConfig, data: CifarData, callback, should_stop, on_checkpoint):
         self.config = c = config
         self.device = resolve_device(c.device)
-        self.precision = resolve_precision(c.precision, self.device)
+        self.precision = resolve_precision(c.precision, self.device)  # until choose_precision has measured
+        self.precision_choice = PrecisionChoice(self.precision)
         self.emit = callback or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
         self.on_checkpoint = on_checkpoint or (lambda state, best: None)
@@ -425,6 +440,8 @@ class _Loop:
             "best_accuracy": self.best_accuracy,
             "history": list(self.history),
             "elapsed_s": self.elapsed(),
+            "precision": self.precision,  # a resumed 'auto' run keeps the choice it made when it started
+            "precision_measured": dict(self.precision_choice.measured),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -445,6 +462,20 @@ class _Loop:
         self.best_metric, self.best_epoch = state["best_metric"], state["best_epoch"]
         self.best_accuracy, self.history = state["best_accuracy"], list(state["history"])
         self.elapsed_before = state["elapsed_s"]
+        if self.config.precision == "auto" and state.get("precision") is not None:
+            self.precision_choice = PrecisionChoice(state["precision"], dict(state.get("precision_measured") or {}))
+
+    def choose_precision(self, restored: bool) -> None:
+        """Settle the precision of this session (measured for 'auto' on the CPU, unless resumed) and say which."""
+        c = self.config
+        if not restored:
+            shape = tuple(self.train_set[0].shape[1:])
+            self.precision_choice = choose_precision(
+                c.precision, self.device, self.model, shape, self.batch, c.channels_last
+            )
+        self.precision = self.precision_choice.precision  # never fp16 for 'auto', so the scaler stays as built
+        choice = self.precision_choice
+        self.emit(PrecisionEvent(self.precision, c.precision, dict(choice.measured), choice.describe()))
 
 
 def train(
@@ -458,10 +489,10 @@ def train(
 ) -> TrainResult:
     """Train a model of `spec` on `data` with `config`, from scratch or from a checkpoint `state`.
 
-    callback(event) receives a StepEvent at most every STEP_EVENT_EVERY_S and at each epoch's last step, and an
-    EpochEvent after each epoch. should_stop() is asked after every step: when it says True the step is
-    finished, on_checkpoint(state, False) is called and the result has stopped=True. on_checkpoint(state,
-    is_best) is called at every epoch end with a dict of tensors and plain types to save.
+    callback(event) receives a PrecisionEvent first, then a StepEvent at most every STEP_EVENT_EVERY_S and at
+    each epoch's last step, and an EpochEvent after each epoch. should_stop() is asked after every step: when
+    it says True the step is finished, on_checkpoint(state, False) is called and the result has stopped=True.
+    on_checkpoint(state, is_best) is called at every epoch end with a dict of tensors and plain types to save.
     """
     loop = _Loop(spec, config, data, callback, should_stop, on_checkpoint)
     if state is not None:
@@ -469,4 +500,5 @@ def train(
             loop.restore(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise UserError(f"the checkpoint does not fit this network and config ({err}) — start a new run") from None
+    loop.choose_precision(restored=state is not None and state.get("precision") is not None)
     return loop.run()

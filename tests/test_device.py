@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from s7core.device import DeviceError, autocast, resolve_device, resolve_precision
+import s7core.device as device_module
+from s7core.device import (
+    BF16_MARGIN,
+    DeviceError,
+    autocast,
+    choose_precision,
+    precision_cache_path,
+    resolve_device,
+    resolve_precision,
+)
 from s7core.errors import UserError
 
 CPU = torch.device("cpu")
@@ -40,3 +49,66 @@ def test_autocast_runs_a_matmul_in_the_precision_asked_for():
         assert (a @ b).dtype == torch.bfloat16
     with autocast(CPU, "fp32"):
         assert (a @ b).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- precision 'auto' on the CPU is measured
+
+
+def _net() -> torch.nn.Module:
+    from s7core.model import build_model
+    from s7core.spec import get_preset
+
+    return build_model(get_preset("tiny"))
+
+
+def _fake_rates(monkeypatch, rates: dict[str, float]) -> list[str]:
+    """Replace the timing by fixed rates; returns the list of precisions measured, in order."""
+    calls: list[str] = []
+
+    def rate(model, precision, device, shape, channels_last):
+        calls.append(precision)
+        return rates[precision]
+
+    monkeypatch.setattr(device_module, "_training_rate", rate)
+    return calls
+
+
+def test_a_set_precision_is_not_measured(monkeypatch):
+    calls = _fake_rates(monkeypatch, {"fp32": 1.0, "bf16": 9.0})
+    for precision in ("fp32", "bf16"):
+        choice = choose_precision(precision, CPU, _net(), (3, 32, 32), 64, True)
+        assert choice.precision == precision and choice.measured == {}
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("bf16_rate", "chosen"), [(100.0 * BF16_MARGIN + 1, "bf16"), (100.0 * BF16_MARGIN - 1, "fp32"), (50.0, "fp32")]
+)
+def test_auto_takes_bf16_only_when_clearly_faster(monkeypatch, bf16_rate, chosen):
+    _fake_rates(monkeypatch, {"fp32": 100.0, "bf16": bf16_rate})
+    choice = choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True)
+    assert choice.precision == chosen
+    assert choice.measured == {"fp32": 100.0, "bf16": round(bf16_rate, 1)}
+    assert chosen in choice.describe() and "fp32 100 img/s" in choice.describe()
+
+
+def test_the_measurement_is_kept_so_the_same_machine_chooses_the_same(monkeypatch):
+    calls = _fake_rates(monkeypatch, {"fp32": 100.0, "bf16": 200.0})
+    first = choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True)
+    second = choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True)
+    assert first == second and calls == ["fp32", "bf16"]  # measured once, then read back
+    choose_precision("auto", CPU, _net(), (3, 32, 32), 64, False)  # another layout is another measurement
+    assert calls == ["fp32", "bf16"] * 2
+    precision_cache_path().write_text("{ not json")  # a damaged cache is only a cache: measure again
+    assert choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True).precision == "bf16"
+
+
+def test_measuring_leaves_the_model_and_the_random_streams_alone():
+    model = _net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    choice = choose_precision("auto", CPU, model, (3, 32, 32), 8, False)
+    assert set(choice.measured) == {"fp32", "bf16"} and all(v > 0 for v in choice.measured.values())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters()) and model.training

@@ -11,11 +11,12 @@ import torch
 
 from s7core.config import OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
 from s7core.data import load_cifar10, make_tiny_cifar10, normalize
+from s7core.device import precision_cache_path
 from s7core.errors import UserError
 from s7core.model import build_model
 from s7core.recipes import get_recipe
 from s7core.spec import NetworkSpec, bn, conv, get_preset, layer, relu, sepconv, validate
-from s7core.train import EpochEvent, Plateau, StepEvent, get_lr, train
+from s7core.train import EpochEvent, Plateau, PrecisionEvent, StepEvent, get_lr, train
 
 
 def micro_spec() -> NetworkSpec:
@@ -245,6 +246,31 @@ def test_images_per_s_after_a_mid_epoch_resume_counts_only_the_resumed_steps(tin
     assert rates and max(rates) <= config.batch_size, rates
 
 
+def test_auto_precision_is_measured_once_said_first_and_kept_on_resume(tiny_data, monkeypatch):
+    """The choice comes first among the events, goes into the checkpoint, and a resumed session reuses it."""
+    rates = {"fp32": 100.0, "bf16": 300.0}
+    measured = []
+    monkeypatch.setattr(
+        "s7core.device._training_rate", lambda model, p, *rest: measured.append(p) or rates[p]
+    )  # fmt: skip
+    config = quick_config(epochs=2, precision="auto")
+    events, saved = [], []
+    steps = iter(range(1000))
+    first = train(micro_spec(), config, tiny_data, callback=events.append, should_stop=lambda: next(steps) >= 12,
+                  on_checkpoint=lambda state, best: saved.append(state))  # fmt: skip
+    assert isinstance(events[0], PrecisionEvent) and not any(isinstance(e, PrecisionEvent) for e in events[1:])
+    assert (events[0].precision, events[0].setting, events[0].measured) == ("bf16", "auto", rates)
+    assert "bf16 (measured: fp32 100 img/s, bf16 300 img/s)" == events[0].text
+    assert first.precision == "bf16" and saved[-1]["precision"] == "bf16" and measured == ["fp32", "bf16"]
+
+    rates.update(bf16=10.0)  # the machine got slower at bf16 since: a resumed run keeps its first choice
+    precision_cache_path().unlink()  # from its checkpoint, not from the cache of measurements
+    resumed_events = []
+    resumed = train(micro_spec(), config, tiny_data, callback=resumed_events.append, state=saved[-1])
+    assert resumed.precision == "bf16" and measured == ["fp32", "bf16"]
+    assert resumed_events[0].precision == "bf16" and resumed_events[0].measured == {"fp32": 100.0, "bf16": 300.0}
+
+
 def test_a_checkpoint_of_another_network_is_a_user_error(tiny_data):
     saved = []
     train(micro_spec(), quick_config(epochs=1), tiny_data, on_checkpoint=lambda s, b: saved.append(s))
@@ -262,7 +288,7 @@ def test_seed_learns_on_real_cifar10(real_data_dir):
     data = load_cifar10(real_data_dir)
     probe_x, probe_y = torch.as_tensor(data.train_images[:128]), torch.as_tensor(data.train_labels[:128])
     small = dataclasses.replace(data, test_images=data.test_images[:32], test_labels=data.test_labels[:32])
-    config = get_recipe("reference").config.replace(max_steps=30, precision="auto", channels_last=True)
+    config = get_recipe("reference").config.replace(max_steps=30, precision="fp32", channels_last=True)
 
     def probe_loss(model) -> float:  # batch statistics (train mode): 30 steps leave BN running stats unsettled
         with torch.no_grad():

@@ -21,8 +21,8 @@ from typing import Any
 
 from s7core.classroom.settings import ClassSettings, change_settings, load_settings, private_folder
 from s7core.classroom.users import COMMAND_LINE, ClassError, User
-from s7core.config import TrainConfig
-from s7core.runs.executor import executor_for, get_executor
+from s7core.config import Resources, TrainConfig
+from s7core.runs.executor import executor_for, get_executor, refresh_runs
 from s7core.runs.status import RunError, RunInfo, RunStatus
 from s7core.runs.store import (
     CONFIG_FILE,
@@ -158,24 +158,29 @@ class ClassRuns:
         recipe: str | None = None,
         data_dir: str | os.PathLike | None = None,
         max_concurrent: int | None = None,
+        resources: Resources | None = None,
     ) -> tuple[Path, RunStatus]:
-        """Make a run owned by the user and start it (or queue it); the run folder and its status."""
+        """Make a run owned by the user and start it (or queue it) with `resources` (CPUs, GPUs); the run folder
+        and its status."""
         authorize(self.user, Action.LAUNCH, None, self.settings)
         if self.settings.enabled and data_dir is not None and not self.user.is_teacher:
             raise PermissionDenied("the data folder is the class's, set by your teacher: launch without one")
+        executor = self._executor(max_concurrent)
+        if resources is not None:
+            executor.check_launch(resources)  # before a run folder is made for a request that can never run
         with self._launch_lock():
             self._check_limit(exclude=None)
             run_dir = create_run(
                 spec, config, self.root, name, data_dir or self._class_data_dir(), recipe, owner=self.user.owner
             )
-            return run_dir, self._executor(max_concurrent).start(run_dir)
+            return run_dir, executor.start(run_dir, resources)
 
-    def resume(self, name: str, max_concurrent: int | None = None) -> RunStatus:
+    def resume(self, name: str, max_concurrent: int | None = None, resources: Resources | None = None) -> RunStatus:
         """Start a stopped or failed run again from its last checkpoint (or queue it)."""
         info = self.info(name, Action.RESUME)
         with self._launch_lock():
             self._check_limit(exclude=info.name, owner=info.owner)
-            return self._executor(max_concurrent).start(info.path)
+            return self._executor(max_concurrent).start(info.path, resources)
 
     def stop(self, name: str) -> RunStatus:
         """Ask a run to stop after saving, or take it off the queue (through the executor that launched it)."""
@@ -199,7 +204,7 @@ class ClassRuns:
 
     def refresh(self) -> None:
         """Let the executor correct vanished runs and start queued ones (any user's poll keeps the queue moving)."""
-        get_executor(self.executor_name, runs_dir=self.root, **self.executor_options).refresh()
+        refresh_runs(self.root)
 
     # ------------------------------------------------------------ helpers
 

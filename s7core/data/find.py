@@ -13,12 +13,12 @@ from typing import NamedTuple
 
 from s7core.data.errors import DATA_ENV, DOWNLOAD_COMMAND, DataError
 from s7core.data.formats import FORMATS, TRAIN_BATCHES, CifarFormat, archive_format, folder_format
+from s7core.files import cache_root
 
 
 def default_data_dir() -> Path:
     """The cache folder used when neither an argument nor $S7_DATA_DIR names one."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "s7" / "cifar10"
+    return cache_root() / "cifar10"
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import s7core
-from s7core.runs.executor import LOCAL, Executor
+from s7core.config import Resources
+from s7core.runs.executor import LOCAL, Executor, check_can_start, launch_resources
 from s7core.runs.status import RunError, RunState, RunStatus, now
 from s7core.runs.store import LOG_FILE, RunFolder, run_folders, runs_root
 
@@ -108,26 +109,38 @@ class LocalExecutor(Executor):
         self.root = runs_root(runs_dir)
         self.max_concurrent = max_concurrent
 
-    def start(self, run_dir: str | os.PathLike) -> RunStatus:
+    def start(self, run_dir: str | os.PathLike, resources: Resources | None = None) -> RunStatus:
         """Launch the run in the background, or queue it when `max_concurrent` runs under its root already run."""
         folder = RunFolder(Path(run_dir))
         folder.read_config()  # refuse a damaged config before launching anything
         status = self.state(folder.path)
-        if status.state.active:
-            raise RunError(f"run {folder.name} is already {status.state}")
-        if status.state is RunState.FINISHED:
-            raise RunError(f"run {folder.name} has finished; start a new run, or train it further with --epochs")
+        check_can_start(folder, status)
+        resources = launch_resources(status, resources)
+        self.check_launch(resources)
         with _queue_lock(folder.path.parent):
             statuses = self._statuses(folder.path.parent)
             running = [p.name for p, s in statuses.items() if s.state is RunState.RUNNING and _is_local(s)]
             if len(running) < self.max_concurrent:
+                folder.update_status(resources=resources.to_dict())
                 return self._launch(folder)
             return folder.update_status(
                 state=RunState.QUEUED,
                 executor=LOCAL,
                 handle={"max_concurrent": self.max_concurrent},
+                resources=resources.to_dict(),
                 queued_at=now("microseconds"),  # runs queued within one second keep their order
                 message=f"queued: waiting for {', '.join(sorted(running))} to finish",
+            )
+
+    def check_launch(self, resources: Resources) -> None:
+        """Refuse GPUs this machine does not have (here they are only checked: the device setting picks one)."""
+        if not resources.gpus:
+            return
+        have = self.capacity().gpus
+        if resources.gpus > have:
+            raise RunError(
+                f"the run asks for {resources.gpus:g} GPUs but this machine has {have:g} — ask for at most "
+                f"{have:g}, or train on a Ray cluster that has them (--backend ray)"
             )
 
     def stop(self, run_dir: str | os.PathLike) -> RunStatus:
@@ -204,6 +217,8 @@ class LocalExecutor(Executor):
         package_root = str(Path(s7core.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         command = [sys.executable, "-m", "s7core", "train", "--run-dir", str(folder.path.resolve()), "--resume"]
+        cpus = Resources.from_dict(folder.read_status().resources).cpus
+        command += ["--cpus", str(cpus)] if cpus else []  # 0: torch's own choice, every core
         with open(folder.path / LOG_FILE, "ab") as log:
             log.write(f"\n--- {now()} start: {' '.join(command)}\n".encode())
             log.flush()

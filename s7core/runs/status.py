@@ -2,7 +2,8 @@
 
 status.json holds one RunStatus, written whole. `executor` names what launched the run and `handle` is
 that executor's key to its job: for the local executor the pid and the process start time (the start time
-tells the process from a later one that reuses its pid), for a cluster a job id.
+tells the process from a later one that reuses its pid), for a cluster a job id. `resources` is what the latest
+launch asked for (cpus, gpus), so that a resume asks for the same.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class RunStatus:
     message: str = ""
     executor: str | None = None  # name of the executor that launched the run; None: the default one
     handle: dict[str, Any] = field(default_factory=dict)  # the executor's key to its job (local: pid, pid_start)
+    resources: dict[str, Any] = field(default_factory=dict)  # what the latest launch asked for (config.Resources)
     queued_at: str | None = None  # when the run last joined a queue; the queue's order
     started_at: str | None = None  # when the latest training process began
     updated: str = ""  # when this status was written
@@ -74,7 +76,7 @@ class RunStatus:
         known = {f.name for f in dataclasses.fields(cls)} - {"state"}
         values = {k: v for k, v in data.items() if k in known} | _legacy_handle(data)
         status = cls(state, **values)
-        for name, kind in (("epoch", int), ("epochs", int), ("message", str), ("handle", dict)):
+        for name, kind in (("epoch", int), ("epochs", int), ("message", str), ("handle", dict), ("resources", dict)):
             if not isinstance(getattr(status, name), kind):
                 raise RunError(f"{name} is {getattr(status, name)!r}, not a {kind.__name__}")
         return status

@@ -20,16 +20,16 @@ from s7core.data import CifarData, load_cifar10
 from s7core.device import resolve_device
 from s7core.errors import UserError
 from s7core.evaluate import evaluate
-from s7core.runs.executor import get_executor
+from s7core.runs.executor import DEFAULT_EXECUTOR, get_executor
 from s7core.runs.local import claim_for_this_process
 from s7core.runs.results import trained_model
 from s7core.runs.status import RunError, RunState, now
 from s7core.runs.store import MetricsWriter, RunFolder
 from s7core.spec import NetworkSpec
-from s7core.train import EpochEvent, StepEvent, TrainResult, train
+from s7core.train import EpochEvent, PrecisionEvent, StepEvent, TrainResult, train
 
 STEP_LINE_EVERY_S = 5.0  # how often a step line goes into metrics.jsonl
-Event = StepEvent | EpochEvent
+Event = StepEvent | EpochEvent | PrecisionEvent
 
 
 def execute_run(
@@ -85,7 +85,9 @@ class _Recorder:
 
     def event(self, event: Event) -> None:
         """An epoch line (and the status) after every epoch; a step line every few seconds and at an epoch's end."""
-        if isinstance(event, EpochEvent):
+        if isinstance(event, PrecisionEvent):
+            self.metrics.write(event.to_dict())
+        elif isinstance(event, EpochEvent):
             self.metrics.write(event.to_dict())
             tested = {"final_accuracy": event.test_acc} if event.test_acc is not None else {}
             self.folder.update_status(epoch=event.epoch, message=f"epoch {event.epoch}", **tested)
@@ -125,4 +127,5 @@ def _failure(err: BaseException) -> dict[str, Any]:
 
 def _free_slot(folder: RunFolder) -> None:
     """Tell the executor that launched the run that its slot is free (the local one starts the next queued run)."""
-    get_executor(folder.read_status().executor, runs_dir=folder.path.parent).refresh()
+    executor = folder.read_status().executor or DEFAULT_EXECUTOR  # never $S7_BACKEND: the run's own executor
+    get_executor(executor, runs_dir=folder.path.parent).run_ended(folder.path)
