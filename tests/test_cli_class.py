@@ -102,3 +102,22 @@ def test_the_sign_in_benchmark_runs(tmp_path) -> None:
     done = subprocess.run([sys.executable, str(bench), "--checks", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "argon2id time_cost=3" in done.stdout and "1 sign-in(s) at once, 1 times: median" in done.stdout
+
+
+def test_remove_run_acts_as_the_teacher_and_refuses_an_active_run(tmp_path, capsys) -> None:
+    import os
+
+    from runs_helpers import forge_status, playing_trainer
+    from test_train import micro_spec, quick_config
+
+    from s7core.runs import RunState, create_run
+
+    root = tmp_path / "runs"
+    data = make_tiny_cifar10(tmp_path / "data", n_train=20, n_test=10)
+    run_dir = create_run(micro_spec(), quick_config(), root, "alices", data, owner="alice")
+    playing_trainer(run_dir, os.getpid())
+    assert main(["class", "remove-run", "alices", "--runs-dir", str(root)]) == 2
+    assert "stop it first" in capsys.readouterr().err and run_dir.exists()
+    forge_status(run_dir, state=RunState.STOPPED, handle={})
+    assert main(["class", "remove-run", "alices", "--runs-dir", str(root)]) == 0
+    assert not run_dir.exists()
