@@ -11,6 +11,9 @@ import streamlit as st
 
 from pages._classroom import gate, sign_in_page
 from pages._shared import load_network_from_query, show_error, sidebar
+from s7core.priority import as_page_thread
+
+as_page_thread()  # this session's script yields the cores to training runs (s7core/priority.py says why)
 
 ROOT = Path(__file__).resolve().parent
 

@@ -18,6 +18,7 @@ from pages import _shared as sh
 from pages._classroom import class_thresholds
 from s7core.errors import UserError
 from s7core.links import spec_to_link
+from s7core.paths import download_name
 from s7core.rules import MAX_PARAMS_LIMIT, MAX_RF_LIMIT
 from s7core.spec import BLOCKS, LAYER_DESCRIPTIONS, LAYER_FIELDS, PRESETS, get_preset, make_block, spec_from_json
 
@@ -167,7 +168,7 @@ def _toolbar(spec) -> None:
     cols[2].download_button(
         "Download spec",
         spec.to_json(),
-        file_name=f"{spec.name}.json",
+        file_name=download_name(spec.name, ".json"),
         mime="application/json",
         icon=":material/download:",
     )

@@ -6,7 +6,6 @@ the gradient of one unit actually lands) from s7core.rf.effective.effective_rf.
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -16,6 +15,7 @@ import streamlit as st
 from pages import _shared as sh
 from s7core.data import CIFAR10_CLASSES, load_cifar10, synthetic_cifar10
 from s7core.errors import UserError
+from s7core.images import UPLOAD_EXTENSIONS, load_upload
 from s7core.names import module_name, position_of
 from s7core.rf.effective import effective_rf
 from s7core.rf.table import centre_unit, centre_window, unit_window
@@ -51,15 +51,15 @@ def _pick_from(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
 
 
 def _uploaded(size: int) -> tuple[np.ndarray, str] | None:
-    upload = st.file_uploader("A small PNG or JPEG", type=["png", "jpg", "jpeg"], key="rf_upload")
+    upload = st.file_uploader("A small PNG or JPEG", type=list(UPLOAD_EXTENSIONS), key="rf_upload")
     if upload is None:
         return None
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        original = Image.open(io.BytesIO(upload.getvalue())).convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        sh.show_error(f"{upload.name} is not an image PIL can read ({err}); upload a PNG or JPEG")
+        original = Image.fromarray(load_upload(upload.getvalue(), upload.name))
+    except UserError as err:
+        sh.show_error(err)
         return None
     resized = original.resize((size, size), Image.Resampling.LANCZOS)
     cols = st.columns(2)

@@ -274,10 +274,10 @@ def run_remove_run(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """python -m s7core class serve"""
-    from s7core.classroom.server import serve_command
+    from s7core.classroom.server import REPO, serve_command
 
     command = serve_command(address=args.address, port=args.port)
     if args.print_only:
         print(" ".join(command))
         return 0
-    return subprocess.call(command)
+    return subprocess.call(command, cwd=REPO)  # Streamlit reads the project's .streamlit/config.toml from here

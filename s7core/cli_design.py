@@ -24,7 +24,7 @@ from typing import Any
 from s7core.errors import UserError
 from s7core.rf.table import RFRecord, rf_table
 from s7core.rules import RuleSettings, check_rules, rules_passed
-from s7core.spec import PRESETS, NetworkSpec, get_preset, spec_from_json
+from s7core.spec import PRESETS, NetworkSpec, get_preset, read_spec_text, spec_from_json
 from s7core.summary import Summary, format_summary, summarize, summarize_module
 
 FORMATS = ("table", "csv", "json")
@@ -48,10 +48,10 @@ def load_spec(args: argparse.Namespace) -> NetworkSpec:
     if args.preset is not None:
         return get_preset(args.preset)
     if args.spec == "-":
-        return spec_from_json(sys.stdin.read())
+        return spec_from_json(read_spec_text(getattr(sys.stdin, "buffer", sys.stdin)))
     path = Path(args.spec)
     try:
-        text = path.read_bytes()
+        text = read_spec_text(path)
     except OSError as err:
         raise CommandLineError(f"cannot read spec file {path}: {err.strerror or err}") from None
     return spec_from_json(text)

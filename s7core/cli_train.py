@@ -90,12 +90,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load_spec(args: argparse.Namespace):
-    from s7core.spec import get_preset, spec_from_json
+    from s7core.spec import get_preset, read_spec_text, spec_from_json
 
     if not args.spec:
         return get_preset(args.preset)
     try:
-        return spec_from_json(Path(args.spec).read_bytes())
+        return spec_from_json(read_spec_text(args.spec))
     except OSError as err:
         raise UserError(f"cannot read the spec file {args.spec}: {err.strerror}") from None
 

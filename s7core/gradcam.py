@@ -2,8 +2,11 @@
 
 For class c and a layer with maps A_k, each map is weighted by the mean gradient of the
 class score over its positions, a_k = mean_ij d y_c / d A_k[i, j]; the CAM is
-ReLU(sum_k a_k A_k), upsampled to the image and scaled so its peak is 1. The model is
-only read: hooks are removed, train/eval flags restored, no parameter gets a gradient.
+ReLU(sum_k a_k A_k), upsampled to the image and scaled so its peak is 1.
+
+The model handed in may be shared between threads (a page caches one model for every browser
+session), so it is never touched: the hooks and the eval mode go on a private copy whose
+parameters share the model's storage (s7core.model.private_copy), and no parameter gets a gradient.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 from torch import nn
 
 from s7core.errors import UserError
-from s7core.model import eval_mode
+from s7core.model import private_copy
 
 
 def _example(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -31,20 +34,19 @@ def gradcam_layers(model: nn.Module, input_shape: tuple[int, int, int] | None = 
     `input_shape` (C, H, W) defaults to the model's spec input shape, else 3x32x32.
     """
     shape = input_shape or getattr(getattr(model, "spec", None), "input_shape", (3, 32, 32))
-    convs = {m: name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    own = private_copy(model, "the list of Grad-CAM layers")
+    convs = {m: name for name, m in own.named_modules() if isinstance(m, nn.Conv2d)}
     seen: list[tuple[str, tuple[int, ...]]] = []
-    hooks = [m.register_forward_hook(lambda mod, _a, out: seen.append((convs[mod], out.shape))) for m in convs]
+    for m in convs:  # on the private copy, so no other caller's forward ever runs these hooks
+        m.register_forward_hook(lambda mod, _a, out: seen.append((convs[mod], out.shape)))
     try:
-        with eval_mode(model), torch.no_grad():
-            model(_example(model, tuple(shape)))
+        with torch.no_grad():
+            own(_example(own, tuple(shape)))
     except Exception as err:  # any failure here means the model does not take this shape
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         c, h, w = shape
         what = f"{type(model).__name__} does not run on a {c}x{h}x{w} input ({reason})"
         raise UserError(f"{what}; pass the input_shape it takes") from None
-    finally:
-        for hook in hooks:
-            hook.remove()
     names: list[str] = []
     for name, out in seen:
         if out[-2] * out[-1] > 1 and name not in names:
@@ -71,22 +73,19 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: str, target: torch.T
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise UserError("images must be a tensor of shape (N, C, H, W)")
-    module = dict(model.named_modules()).get(layer) if layer else None
-    if module is None:
+    if not layer or layer not in dict(model.named_modules()):
         raise UserError(f"no layer named '{layer}' in {type(model).__name__}; pick one from gradcam_layers(model)")
+    own = private_copy(model, "Grad-CAM")
     kept: dict[str, torch.Tensor] = {}
 
     def keep(_m: nn.Module, _args: Any, out: torch.Tensor) -> torch.Tensor:
         kept["maps"] = out
         return out.clone()  # an in-place op after the layer (ReLU(inplace=True)) must not overwrite the kept maps
 
-    hook = module.register_forward_hook(keep)
-    x = images.detach().clone().requires_grad_(True)  # the graph then exists even when the weights are frozen
-    try:
-        with eval_mode(model), torch.enable_grad():
-            logits = model(x)  # (N, classes)
-    finally:
-        hook.remove()
+    own.get_submodule(layer).register_forward_hook(keep)  # on the private copy: no other forward runs it
+    x = images.detach().clone().requires_grad_(True)  # the graph then exists even though the weights are frozen
+    with torch.enable_grad():
+        logits = own(x)  # (N, classes)
     maps = kept.get("maps")
     if not isinstance(maps, torch.Tensor) or maps.ndim != 4:
         raise UserError(f"layer '{layer}' does not give (N, C, H, W) maps; pick one from gradcam_layers(model)")

@@ -12,9 +12,9 @@ import binascii
 import json
 import zlib
 
-from s7core.spec import PRESETS, NetworkSpec, SpecError, get_preset, spec_from_json
+from s7core.spec import MAX_SPEC_BYTES, PRESETS, NetworkSpec, SpecError, get_preset, spec_from_json
 
-MAX_LINK_BYTES = 1_000_000  # a ?spec= value may be, and may unpack to, at most this much
+MAX_LINK_BYTES = MAX_SPEC_BYTES  # a ?spec= value may be, and may unpack to, at most as much as a spec file
 
 
 class LinkError(SpecError):

@@ -7,12 +7,15 @@ reads such a name back. Pages, commands and tables use these instead of spelling
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
+from s7core.errors import UserError
 from s7core.names import SEPCONV_PARTS, ModuleNameError, layer_of, module_name, position_name
 from s7core.spec import NetworkSpec, Shape, infer_shapes
 
@@ -127,6 +130,25 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in flags:
             m.training = training
+
+
+def private_copy(model: nn.Module, purpose: str) -> nn.Module:
+    """An eval-mode copy of `model` to hook and run freely: parameters share its storage without gradients.
+
+    Pages cache one model for every browser session, so a hook, a train/eval flip or a requires_grad change on
+    it would reach another student's forward pass in another thread. Buffers are cloned, since a forward may
+    update them in place. `purpose` ends the message when the model cannot be copied.
+    """
+    memo: dict[int, Any] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
+    memo |= {id(b): b.clone() for b in model.buffers()}
+    try:
+        return copy.deepcopy(model, memo).eval()
+    except Exception as err:  # whatever deepcopy trips on, the model cannot be used without touching it
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(
+            f"{type(model).__name__} cannot be copied ({reason}); {purpose} is computed on a copy so that a model "
+            "shared with other users is left alone"
+        ) from None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -18,6 +18,11 @@ from s7core.errors import UserError
 MAX_LAYERS = 200
 MAX_CHANNELS = 4096
 MAX_KERNEL = 64
+# Limits on spec text from outside (a file, an upload, a link), checked before and while it is parsed.
+MAX_SPEC_BYTES = 1_000_000  # the JSON text of a spec; the largest preset is under 3,000
+MAX_SPEC_DEPTH = 6  # objects and lists inside one another; a spec needs 3 (spec, layers list, layer)
+MAX_NUMBER_DIGITS = 40  # characters of one number; longer ones are refused before Python converts them
+MAX_NAME_CHARS = 200  # the spec's name; its description may be 50 times longer
 
 # What each layer type accepts, with its defaults. `REQUIRED` marks a field without one.
 REQUIRED = object()
@@ -180,8 +185,24 @@ def _make_layer(type: str, values: dict[str, Any], where: str) -> Layer:
     return Layer(type=type, **filled)
 
 
+class LongNumber:
+    """A number in spec JSON written with more than MAX_NUMBER_DIGITS characters, kept unconverted.
+
+    Python refuses to convert integers of over 4,300 digits (and converting long ones is slow), so the parser
+    hands such a number on as this marker; validation then refuses it, naming its layer and field.
+    """
+
+    def __init__(self, text: str):
+        self.length = len(text)
+
+    def __repr__(self) -> str:
+        return f"a number {self.length:,} characters long"
+
+
 def _show(value: Any, limit: int = 40) -> str:
     """A value as it would be written, cut short so a huge one cannot flood the message."""
+    if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr() of a huge int is slow or refused
+        return f"a whole number of about {int(value.bit_length() * 0.30103):,} digits"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -248,17 +269,20 @@ def _check_values(position: int, lay: Layer) -> None:
     for name, value in lay.fields().items():
         if name == "stride" and value is None and lay.type in ("maxpool", "avgpool"):
             continue
+        if isinstance(value, LongNumber):
+            hint = f"write a number of at most {MAX_NUMBER_DIGITS} characters"
+            raise SpecError(f"{where}: {name} is {value!r}, far beyond any limit — {hint}", position, name)
         if name in INT_FIELDS:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SpecError(f"{where}: {name} must be a whole number, got {_show(value)}", position, name)
             low = 0 if name == "padding" else 1
             if value < low:
-                raise SpecError(f"{where}: {name} is {value}; it must be at least {low}", position, name)
+                raise SpecError(f"{where}: {name} is {_show(value)}; it must be at least {low}", position, name)
             high = {"channels": MAX_CHANNELS, "groups": MAX_CHANNELS, "kernel": MAX_KERNEL}.get(name)
             if high is not None and value > high:
-                raise SpecError(f"{where}: {name} is {value}; at most {high} is allowed", position, name)
+                raise SpecError(f"{where}: {name} is {_show(value)}; at most {high} is allowed", position, name)
             if name in ("padding", "dilation", "stride") and value > MAX_KERNEL:
-                raise SpecError(f"{where}: {name} is {value}; at most {MAX_KERNEL} is allowed", position, name)
+                raise SpecError(f"{where}: {name} is {_show(value)}; at most {MAX_KERNEL} is allowed", position, name)
         elif name == "bias":
             if not isinstance(value, bool):
                 raise SpecError(f"{where}: bias must be true or false, got {_show(value)}", position, name)
@@ -390,6 +414,9 @@ def layer_from_dict(data: Any, position: int) -> Layer:
         )
     if "type" not in data:
         raise SpecError(f'layer {position}: missing "type" — one of {", ".join(LAYER_FIELDS)}', position, "type")
+    twice = getattr(data, "duplicates", ())
+    if twice:
+        raise SpecError(f"layer {position}: field {_show(twice[0])} is given twice — keep one", position, twice[0])
     values = {k: v for k, v in data.items() if k != "type"}
     kind = data["type"]
     if not isinstance(kind, str) or kind not in LAYER_FIELDS:
@@ -404,6 +431,11 @@ def layer_from_dict(data: Any, position: int) -> Layer:
         raise SpecError(str(err), position, err.field) from None
 
 
+def _unwritable(text: str) -> bool:
+    """Whether `text` holds a lone surrogate (no UTF-8 file or page can hold it) or a control character."""
+    return any(0xD800 <= ord(c) <= 0xDFFF or (ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in text)
+
+
 def spec_from_dict(data: Any) -> NetworkSpec:
     """A validated spec from parsed JSON: an object with "layers", or a bare list of layers."""
     if isinstance(data, list):
@@ -411,9 +443,12 @@ def spec_from_dict(data: Any) -> NetworkSpec:
     if not isinstance(data, dict):
         raise SpecError('a spec must be a JSON object with a "layers" list')
     known = {"name", "description", "input_shape", "num_classes", "layers"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)
     if unknown:
-        raise SpecError(f"unknown spec field '{unknown[0]}': a spec has {', '.join(sorted(known))}")
+        raise SpecError(f"unknown spec field {_show(unknown[0])}: a spec has {', '.join(sorted(known))}")
+    twice = getattr(data, "duplicates", ())
+    if twice:
+        raise SpecError(f"spec field {_show(twice[0])} is given twice — keep one", field=twice[0])
     layers = data.get("layers")
     if not isinstance(layers, list):
         raise SpecError('a spec needs a "layers" list of layer objects')
@@ -426,8 +461,13 @@ def spec_from_dict(data: Any) -> NetworkSpec:
     if type(classes) is not int or not 1 < classes <= MAX_CHANNELS:
         raise SpecError(f"num_classes must be a whole number from 2 to {MAX_CHANNELS}, got {_show(classes)}")
     name, description = data.get("name", "custom"), data.get("description", "")
-    if not isinstance(name, str) or not isinstance(description, str):
-        raise SpecError("name and description must be strings")
+    for what, text, limit in (("name", name, MAX_NAME_CHARS), ("description", description, 50 * MAX_NAME_CHARS)):
+        if not isinstance(text, str):
+            raise SpecError(f"the spec's {what} must be a string, got {_show(text)}", field=what)
+        if len(text) > limit:
+            raise SpecError(f"the spec's {what} is {len(text):,} characters; at most {limit:,} are allowed", field=what)
+        if _unwritable(text):
+            raise SpecError(f"the spec's {what} holds a control character or a lone surrogate — remove it", field=what)
     spec = NetworkSpec(
         layers=tuple(layer_from_dict(item, i) for i, item in enumerate(layers)),
         name=name,
@@ -438,15 +478,88 @@ def spec_from_dict(data: Any) -> NetworkSpec:
     return validate(spec)
 
 
+class _JSONObject(dict):
+    """A parsed JSON object that remembers the keys its text gave more than once (json keeps the last)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _JSONObject:
+    obj = _JSONObject(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return obj
+
+
+def _number(text: str) -> Any:
+    """A JSON number: an int or float, or a LongNumber when it is too long to convert safely."""
+    if len(text) > MAX_NUMBER_DIGITS:
+        return LongNumber(text)
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _deepest(data: Any) -> tuple[int, tuple[Any, ...]]:
+    """The nesting depth of parsed JSON and the path of keys and indices to its deepest point (no recursion)."""
+    best: tuple[int, tuple[Any, ...]] = (0, ())
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(data, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+        if items is None:
+            continue
+        best = max(best, (depth, path), key=lambda b: b[0])
+        if depth <= MAX_SPEC_DEPTH:  # past the limit the answer is known; do not walk a bomb
+            stack.extend((v, depth + 1, (*path, k)) for k, v in items)
+    return best
+
+
+def _check_depth(data: Any) -> None:
+    depth, path = _deepest(data)
+    if depth <= MAX_SPEC_DEPTH:
+        return
+    if isinstance(data, list):  # a bare list of layers
+        path = ("layers", *path)
+    if len(path) >= 3 and path[0] == "layers" and isinstance(path[1], int):
+        raise SpecError(
+            f"layer {path[1]}: field {_show(path[2])} holds lists or objects nested over {MAX_SPEC_DEPTH} deep; "
+            "a layer field is a number, true/false or null",
+            path[1],
+            str(path[2]),
+        )
+    where = f" at {_show(path[0])}" if path else ""
+    raise SpecError(f"the spec is nested over {MAX_SPEC_DEPTH} levels deep{where}; a spec needs 3 (export a preset)")
+
+
 def spec_from_json(text: str | bytes) -> NetworkSpec:
-    """A validated spec from JSON text; malformed JSON is a SpecError too."""
+    """A validated spec from JSON text; malformed, oversized or over-nested JSON is a SpecError too.
+
+    Numbers of any length, NaN and Infinity, and keys given twice are parsed into values that validation
+    refuses with the layer and field named, so nothing but a SpecError ever leaves here.
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise SpecError(f"a spec is JSON text, got {type(text).__name__}")
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"the spec is {len(text):,} bytes long; no network needs over {MAX_SPEC_BYTES:,}")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object, parse_int=_number, parse_float=_number)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpecError(f"the spec is not valid JSON ({err}); export a preset to see the format") from None
     except RecursionError:
-        raise SpecError("the spec is nested too deeply to be a network") from None
+        raise SpecError(f"the spec is nested over {MAX_SPEC_DEPTH} levels deep; a spec needs 3") from None
+    _check_depth(data)
     return spec_from_dict(data)
+
+
+def read_spec_text(source: Any) -> str | bytes:
+    """The bytes of a spec from a path or an open binary file, reading one byte past MAX_SPEC_BYTES at most.
+
+    A huge file is never read whole: spec_from_json then refuses it by its size.
+    """
+    if hasattr(source, "read"):
+        return source.read(MAX_SPEC_BYTES + 1)
+    with open(source, "rb") as f:
+        return f.read(MAX_SPEC_BYTES + 1)
 
 
 # ---------------------------------------------------------------- presets

@@ -3,8 +3,9 @@
 Every number comes from PyTorch itself: the model is built on the meta device (no memory,
 no arithmetic), a (1, C, H, W) meta tensor is sent through it with forward hooks that read
 each leaf's output shape, parameters are counted with `numel()`, and multiply-adds come from
-`torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2; it counts convolutions and matrix
-products, so BN, pooling and activations show 0).
+torch's own FLOP formulas (`torch.utils.flop_counter.flop_registry`, FLOPs / 2; they count
+convolutions and matrix products, so BN, pooling and activations show 0), applied per leaf by
+a dispatch mode that sees only this thread's ops.
 
 The memory lines follow torchsummary's estimate: 4 bytes a number; the input once; every
 leaf's output twice (forward value and its gradient); the parameters once.
@@ -18,7 +19,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from s7core.errors import UserError
 from s7core.model import S7Net, build_model
@@ -99,23 +101,56 @@ def _positions(model: nn.Module) -> dict[str, int]:
     return {name: index for name, (index, _part) in model.layer_modules().items()}
 
 
-def _leaf_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, nn.Module, tuple[int, ...]]], dict]:
-    """Run `model` on `x`; return (name, module, output shape) per leaf call, and the FLOPs per module path."""
+class _LeafFlops(TorchDispatchMode):
+    """Counts the FLOPs of every op in this thread, by the leaf module that runs it, with torch's own formulas.
+
+    torch's FlopCounterMode tracks modules through global module hooks, which fire in every thread's forward
+    pass; a page computing a parameter table would then hook another student's Grad-CAM in mid-backward. A
+    dispatch mode is thread-local, and the leaf is known from hooks on this model's own modules only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leaf: str | None = None  # the leaf module running now
+        self.by_leaf: dict[str, int] = {}
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            flops = formula(*args, **kwargs, out_val=out)
+            self.total += flops
+            if self.leaf is not None:
+                self.by_leaf[self.leaf] = self.by_leaf.get(self.leaf, 0) + flops
+        return out
+
+
+def _leaf_calls(
+    model: nn.Module, x: torch.Tensor
+) -> tuple[list[tuple[str, nn.Module, tuple[int, ...]]], dict[str, int], int]:
+    """Run `model` on `x`; (name, module, output shape) per leaf call, the FLOPs per leaf name, and in all."""
     calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    counter = _LeafFlops()
+
+    def enter_for(name: str):
+        def enter(module: nn.Module, inputs: object) -> None:
+            counter.leaf = name
+
+        return enter
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs: object, output: object) -> None:
+            counter.leaf = None
             tensor = _first_tensor(output)
             calls.append((name, module, tuple(tensor.shape[1:]) if tensor is not None else ()))
 
         return hook
 
-    handles = [
-        module.register_forward_hook(hook_for(name))
-        for name, module in model.named_modules()
-        if name and not any(True for _ in module.children())
-    ]
-    counter = FlopCounterMode(display=False)
+    leaves = [(name, module) for name, module in model.named_modules() if name and not any(module.children())]
+    handles = [module.register_forward_pre_hook(enter_for(name)) for name, module in leaves]
+    handles += [module.register_forward_hook(hook_for(name)) for name, module in leaves]
     modes = [(module, module.training) for module in model.modules()]
     model.eval()  # batch statistics of a single image are undefined (BN on a 1x1 map)
     try:
@@ -133,7 +168,7 @@ def _leaf_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, nn.M
             module.training = training
         for handle in handles:
             handle.remove()
-    return calls, counter.get_flop_counts()
+    return calls, counter.by_leaf, counter.total
 
 
 def _mb(numbers: int) -> float:
@@ -144,14 +179,13 @@ def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
     """The parameter table of any module for one input of `input_shape` (C, H, W), batch dimension excluded."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    calls, flops = _leaf_calls(model, torch.zeros(1, *input_shape, device=device))
-    prefix = type(model).__name__  # FlopCounterMode names modules '<root class>.<path>'
+    calls, flops, total_flops = _leaf_calls(model, torch.zeros(1, *input_shape, device=device))
     positions = _positions(model)
     rows = []
     for index, (name, module, shape) in enumerate(calls, start=1):
         params = sum(p.numel() for p in module.parameters())
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        mult_adds = sum(flops.get(f"{prefix}.{name}", {}).values()) // 2
+        mult_adds = flops.get(name, 0) // 2
         kind = type(module).__name__
         rows.append(SummaryRow(index, name, positions.get(name), kind, shape, params, trainable, mult_adds))
     total = sum(p.numel() for p in model.parameters())
@@ -162,7 +196,7 @@ def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
         rows=tuple(rows),
         total_params=total,
         trainable_params=trainable_total,
-        mult_adds=sum(flops.get("Global", {}).values()) // 2,
+        mult_adds=total_flops // 2,
         input_mb=sizes[0],
         forward_backward_mb=sizes[1],
         params_mb=sizes[2],

@@ -12,8 +12,9 @@ import pytest
 
 from s7core.__main__ import main
 from s7core.classroom import Role, Roster, load_settings
-from s7core.classroom.server import serve_command
+from s7core.classroom.server import read_profile, serve_command
 from s7core.data import make_tiny_cifar10
+from s7core.images import MAX_UPLOAD_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,10 @@ def test_serve_turns_the_class_profile_into_streamlit_flags() -> None:
     assert flags["--server.enableXsrfProtection"] == "true"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert flags["--client.toolbarMode"] == "viewer"
-    assert 1 <= int(flags["--server.maxUploadSize"]) <= 10  # a few MB, not Streamlit's 200
+    # the upload cap is the project config's, one value with s7core.images' own cap: a few MB, not Streamlit's 200
+    base = read_profile(REPO / ".streamlit" / "config.toml")
+    cap_mb = int(flags.get("--server.maxUploadSize", base["server"]["maxUploadSize"]))
+    assert cap_mb * 2**20 == MAX_UPLOAD_BYTES and cap_mb <= 10
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "9999"
 
 

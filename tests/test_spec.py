@@ -299,7 +299,7 @@ def test_dropout_probability(value: object) -> None:
         ("num_classes", 1, "num_classes must be"),
         ("layers", None, '"layers" list'),
         ("layers", {"type": "conv"}, '"layers" list'),
-        ("name", 7, "name and description must be strings"),
+        ("name", 7, "name must be a string"),
     ],
 )
 def test_wrong_top_level_values(key: str, value: object, needle: str) -> None:

@@ -22,11 +22,11 @@ from typing import Any
 from s7core.classroom.settings import ClassSettings, change_settings, load_settings, private_folder
 from s7core.classroom.users import COMMAND_LINE, ClassError, User
 from s7core.config import Resources, TrainConfig
+from s7core.paths import PathError, resolve_inside
 from s7core.runs.executor import executor_for, get_executor, refresh_runs
 from s7core.runs.status import RunError, RunInfo, RunStatus
 from s7core.runs.store import (
     CONFIG_FILE,
-    NAME_PATTERN,
     checkpoint_path,
     create_run,
     list_runs,
@@ -130,9 +130,13 @@ class ClassRuns:
 
     def info(self, name: str, action: Action = Action.VIEW) -> RunInfo:
         """One run by name (a name under the runs root, never a path), checked for `action`."""
-        if not isinstance(name, str) or not NAME_PATTERN.match(name) or not (self.root / name / CONFIG_FILE).is_file():
+        try:
+            path = resolve_inside(self.root, name)  # a name under the root: no path, no link leading out
+        except PathError as err:
+            raise RunError(f"no run {name!r}: {err}") from None
+        if not (path / CONFIG_FILE).is_file():
             raise RunError(f"no run {name!r}: pick one of the runs listed")
-        info = run_info(self.root / name)
+        info = run_info(path)
         authorize(self.user, action, info, self.settings)
         return info
 

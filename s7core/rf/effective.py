@@ -10,7 +10,6 @@ change. The work happens on a private copy whose parameters share the model's st
 
 from __future__ import annotations
 
-import copy
 import operator
 from typing import Any
 
@@ -19,21 +18,8 @@ import torch
 from torch import nn
 
 from s7core.errors import UserError
-from s7core.rf._modules import first_line
+from s7core.model import private_copy
 from s7core.rf.table import centre_unit
-
-
-def _private_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model`: parameters share its storage without gradients, buffers are cloned."""
-    memo: dict[int, Any] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
-    memo |= {id(b): b.clone() for b in model.buffers()}  # a forward may update them in place; the model's stay
-    try:
-        return copy.deepcopy(model, memo).eval()
-    except Exception as err:  # whatever deepcopy trips on, the model cannot be measured without touching it
-        raise UserError(
-            f"{type(model).__name__} cannot be copied ({first_line(err)}); the effective RF is computed on a copy "
-            "so that a model shared with other users is left alone"
-        ) from None
 
 
 def _unit_index(unit: Any, rows: int, cols: int, what: str) -> tuple[int, int]:
@@ -76,7 +62,7 @@ def effective_rf(
         raise UserError("images must be a tensor of shape (N, C, H, W)")
     if layer is not None and layer not in dict(model.named_modules()):
         raise UserError(f"no module named '{layer}' in {type(model).__name__}; use a name from named_modules()")
-    own = _private_copy(model)
+    own = private_copy(model, "the effective RF")
     outputs: dict[str | None, Any] = {}
     if layer is not None:  # on the private copy, so no other caller's forward ever runs this hook
         own.get_submodule(layer).register_forward_hook(lambda _m, _a, out: outputs.__setitem__(layer, out))

@@ -34,12 +34,12 @@ from s7core.config import TrainConfig
 from s7core.data import count_train_images, resolve_data_dir
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation
-from s7core.files import atomic_write
+from s7core.files import atomic_write, disk_error
+from s7core.paths import MAX_NAME_CHARS, PathError, download_name, resolve_inside
 from s7core.runs.status import RunError, RunInfo, RunState, RunStatus, now
 from s7core.spec import NetworkSpec, spec_from_dict
 
 RUNS_ENV = "S7_RUNS_DIR"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -275,19 +275,49 @@ def run_folders(root: Path) -> list[Path]:
 
 def find_run(name: str, runs_dir: str | os.PathLike | None = None) -> Path:
     """A run given as its folder, or as its name under the runs root; an unknown one is a RunError."""
-    for path in (Path(name), runs_root(runs_dir) / name):
-        if (path / CONFIG_FILE).exists():
-            return path
+    if (Path(name) / CONFIG_FILE).exists():
+        return Path(name)
+    try:
+        path = resolve_inside(runs_root(runs_dir), name)  # a bare name never leads out of the runs root
+    except PathError:
+        path = None
+    if path is not None and (path / CONFIG_FILE).exists():
+        return path
     raise RunError(f"no run {name!r}: give a run folder, or a name listed by `python -m s7core runs`")
 
 
 def _default_name(spec: NetworkSpec, recipe: str | None, root: Path) -> str:
-    base = f"{spec.name}-{recipe or 'custom'}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", base)
+    stamp = f"-{recipe or 'custom'}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    base = download_name(spec.name, "")[: MAX_NAME_CHARS - len(stamp) - 4] + re.sub(r"[^A-Za-z0-9._-]", "_", stamp)
     name, i = base, 2
     while (root / name).exists():
         name, i = f"{base}-{i}", i + 1
     return name
+
+
+def _new_folder(root: Path, name: str | None, spec: NetworkSpec, recipe: str | None) -> RunFolder:
+    """Make the run's folder: `name` checked and refused if taken; a default name retried until one is free."""
+    if name is not None:
+        try:
+            path = resolve_inside(root, name)
+        except PathError as err:
+            raise RunError(str(err)) from None
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise RunError(f"{path}: a run of that name exists — choose another name or resume it") from None
+        except OSError as err:
+            raise RunError(f"cannot create the run folder {path}: {disk_error(err) or err}") from None
+        return RunFolder(path)
+    while True:  # two launches in the same second pick the same default name: mkdir decides who gets it
+        path = root / _default_name(spec, recipe, root)
+        try:
+            path.mkdir()
+            return RunFolder(path)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise RunError(f"cannot create the run folder {path}: {disk_error(err) or err}") from None
 
 
 def _check_val_split(config: TrainConfig, data_dir: str | os.PathLike | None) -> None:
@@ -314,17 +344,13 @@ def create_run(
     """
     _check_val_split(config, data_dir)
     root = runs_root(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    name = name or _default_name(spec, recipe, root)
-    if not NAME_PATTERN.match(name):
-        raise RunError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 80, no leading dot)")
-    folder = RunFolder(root / name)
     try:
-        folder.path.mkdir()
-    except FileExistsError:
-        raise RunError(f"{folder.path}: a run of that name exists — choose another name or resume it") from None
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the runs folder {root}: {disk_error(err) or err}") from None
+    folder = _new_folder(root, name, spec, recipe)
     config_data = {
-        "name": name,
+        "name": folder.name,
         "spec": spec.to_dict(),
         "train": config.to_dict(),
         "recipe": recipe,

@@ -9,6 +9,7 @@ the command line) ends the run after the step in progress, with a checkpoint and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from s7core.data import CifarData, load_cifar10
 from s7core.device import resolve_device
 from s7core.errors import UserError
 from s7core.evaluate import evaluate
+from s7core.files import disk_error
+from s7core.priority import as_trainer
 from s7core.runs.executor import DEFAULT_EXECUTOR, get_executor
 from s7core.runs.local import claim_for_this_process
 from s7core.runs.results import trained_model
 from s7core.runs.status import RunError, RunState, now
-from s7core.runs.store import MetricsWriter, RunFolder
+from s7core.runs.store import PREDICTIONS_FILE, MetricsWriter, RunFolder
 from s7core.spec import NetworkSpec
 from s7core.train import EpochEvent, PrecisionEvent, StepEvent, TrainResult, train
 
@@ -43,8 +46,12 @@ def execute_run(
     `epochs` raises the planned number of epochs (to train a run further). Writes status 'running' with this
     process as the trainer, then 'finished' (with predictions.npz), 'stopped' or 'failed'.
     """
+    as_trainer()  # first, so torch's threads start with the trainer's priority, not the page's that launched it
     folder = RunFolder(Path(run_dir))
-    spec, config, data_dir, checkpoint = _begin(folder, epochs)
+    try:
+        spec, config, data_dir, checkpoint = _begin(folder, epochs)
+    except OSError as err:  # the status could not even be written: nothing was started
+        raise RunError(f"{folder.path}: {disk_error(err) or err}") from None
     try:
         data = load_cifar10(data_dir)
         with folder.open_metrics(checkpoint) as metrics:
@@ -53,10 +60,15 @@ def execute_run(
             result = train(spec, config, data, recorder.event, should_stop, checkpoint, recorder.checkpoint)
         _finish(folder, spec, config, data, result)
     except BaseException as err:
-        folder.update_status(**_failure(err))
+        failure = _failure(err)
+        with contextlib.suppress(OSError):  # on a full disk even status.json may not fit; the log keeps the message
+            folder.update_status(**failure)
+        if disk_error(err):
+            raise RunError(failure["message"]) from None  # one line on the command line, not a traceback
         raise
     finally:
-        _free_slot(folder)
+        with contextlib.suppress(OSError):
+            _free_slot(folder)
     return result
 
 
@@ -66,10 +78,16 @@ def _begin(folder: RunFolder, epochs: int | None) -> tuple[NetworkSpec, TrainCon
     if epochs is not None:
         folder.set_epochs(epochs)
     spec, config, meta = folder.read_config()
-    checkpoint = folder.latest_checkpoint()
+    _clear_half_written(folder)
+    try:
+        checkpoint = folder.latest_checkpoint()
+    except RunError as err:  # a damaged checkpoint: the run list must say so, not keep its last state
+        folder.update_status(state=RunState.FAILED, message=str(err))
+        raise
     done = checkpoint["epoch"] if checkpoint else 0
-    if done >= config.epochs:
+    if done >= config.epochs and (folder.path / PREDICTIONS_FILE).exists():
         raise RunError(f"run {folder.name} already trained all {config.epochs} epochs — raise --epochs to go on")
+    # all epochs done but no predictions: the last session ended while evaluating; train() returns at once
     folder.update_status(
         state=RunState.RUNNING, epochs=config.epochs, epoch=done, message="loading data", started_at=now(), **claim
     )
@@ -121,8 +139,15 @@ def _failure(err: BaseException) -> dict[str, Any]:
     """The status of a run that an error (or a second Ctrl-C) ended."""
     if isinstance(err, KeyboardInterrupt):
         return {"state": RunState.STOPPED, "message": "interrupted; resume to continue"}
-    message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+    message = str(err) if isinstance(err, UserError) else disk_error(err) or f"{type(err).__name__}: {err}"
     return {"state": RunState.FAILED, "message": message}
+
+
+def _clear_half_written(folder: RunFolder) -> None:
+    """Remove the temp files a killed session left mid-write (atomic_write's '.NAME.*.tmp'); they never count."""
+    for path in folder.path.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _free_slot(folder: RunFolder) -> None:

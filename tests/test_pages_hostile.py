@@ -1,0 +1,86 @@
+"""Hostile input through the pages themselves: a spec upload, a ?spec= link and an image upload, each refused in
+one red message while the page goes on drawing (never an exception box)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_images import png_header_only
+from test_pages_design import _app, _metric, _rf_page
+
+from pages import _shared as sh
+from s7core.spec import get_preset, spec_from_dict
+from s7core.summary import summarize
+
+HUGE_CHANNELS = b'{"layers": [{"type": "conv", "channels": ' + b"7" * 5000 + b"}]}"
+
+
+def _errors(at) -> list[str]:
+    return [e.value for e in at.main.error]
+
+
+def test_a_spec_upload_with_a_5000_digit_number_is_refused_and_the_network_kept() -> None:
+    at = _app(preset="tiny")
+    at.file_uploader(key="arch_upload").upload("huge.json", HUGE_CHANNELS, "application/json")
+    at.run()
+    assert not at.exception
+    assert any("huge.json: layer 0 (conv): channels is a number 5,000 characters long" in e for e in _errors(at))
+    assert spec_from_dict(at.session_state[sh.SPEC_KEY]) == get_preset("tiny")
+    assert _metric(at, "Parameters") == f"{summarize(get_preset('tiny')).total_params:,}"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        HUGE_CHANNELS.decode(),
+        base64.urlsafe_b64encode(zlib.compress(HUGE_CHANNELS)).decode().rstrip("="),
+        base64.urlsafe_b64encode(zlib.compress(b" " * 50_000_000, 9)).decode().rstrip("="),
+        "[" * 50_000,
+    ],
+    ids=["json", "packed", "inflates-to-50MB", "deep"],
+)
+def test_a_hostile_link_shows_a_message_and_the_default_network(link: str) -> None:
+    at = _app(spec=link)
+    assert not at.exception
+    assert any("The link's network could not be loaded" in e for e in _errors(at))
+    assert _metric(at, "Parameters")  # the page still draws its totals
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "needle"),
+    [
+        ("bomb.png", png_header_only(60_000, 60_000), "header claims far more pixels"),
+        ("big.png", png_header_only(10_000, 10_000), "10000x10000 pixels"),
+        ("half.png", _png(Image.fromarray(np.full((40, 40, 3), 9, np.uint8)))[:60], "damaged or cut short"),
+    ],
+    ids=["bomb", "10000x10000", "truncated"],
+)
+def test_a_hostile_image_upload_is_refused_and_the_page_draws_on(name: str, data: bytes, needle: str) -> None:
+    at = _rf_page(preset="tiny")
+    at.radio(key="rf_source").set_value("Upload").run()
+    at.file_uploader(key="rf_upload").upload(name, data, "image/png")
+    at.run()
+    assert not at.exception
+    assert any(name in e and needle in e for e in _errors(at))
+    assert any("synthetic image 0" in c.value for c in at.main.caption)
+
+
+def test_a_16_bit_upload_is_shown_resized() -> None:
+    grey = Image.fromarray(np.linspace(0, 65535, 50 * 70).reshape(50, 70).astype(np.uint16))
+    at = _rf_page(preset="tiny")
+    at.radio(key="rf_source").set_value("Upload").run()
+    at.file_uploader(key="rf_upload").upload("deep.png", _png(grey), "image/png")
+    at.run()
+    assert not at.exception and not _errors(at)
+    assert any("deep.png, resized from 70x50 to 32x32" in c.value for c in at.main.caption)
