@@ -168,22 +168,21 @@ def gate() -> User | None:
 
 
 def guard_page() -> None:
-    """The first call of every page: a page Streamlit runs on its own (a fresh server's first request for it, before
-    app.py has ever run) goes back through app.py, whose gate shows the sign-in page, when nobody is signed in."""
-    if gate() is not None:
-        return
+    """The first call of the class pages: app.py's shell (and its sign-in gate) on a first direct visit, and nothing
+    drawn for nobody."""
     from pages._shared import ensure_shell
 
     ensure_shell()
-    st.stop()  # ensure_shell found no page to rerun from: nothing of the page is drawn
+    if gate() is None:
+        st.stop()
 
 
 def sign_out() -> None:
-    """Forget the roster sign-in; log out of the identity provider too when signed in there."""
+    """Forget the roster sign-in; log out of the identity provider too when signed in there (the Sign out button's
+    callback: it acts before the script runs, which then finds nobody signed in)."""
     st.session_state.pop(USER_KEY, None)
     if identity_provider() and _identity().get("is_logged_in"):
         st.logout()
-    st.rerun()
 
 
 def sidebar_user() -> None:
@@ -193,5 +192,4 @@ def sidebar_user() -> None:
         return
     role = "teacher" if user.role is Role.TEACHER else "student"
     st.markdown(f":material/person: **{user.label}** · {role}")
-    if st.button("Sign out", icon=":material/logout:", key="sign_out"):
-        sign_out()
+    st.button("Sign out", icon=":material/logout:", key="sign_out", on_click=sign_out)

@@ -45,6 +45,7 @@ SPEC_VERSION_KEY = "s7_spec_version"  # bumped when the network is replaced from
 ERROR_KEY = "s7_last_error"  # the last UserError as a dict (message, position, field), or None
 DATA_DIR_KEY = "s7_data_dir"  # the sidebar's data folder text; empty means S7_DATA_DIR or the default
 RULES_KEY = "s7_rule_settings"  # the assignment's thresholds, as a RuleSettings dict
+SHELL_KEY = "s7_through_app"  # set by app.py just before it runs the page
 DEFAULT_RULES = asdict(RuleSettings())  # the assignment's thresholds, as RuleSettings declares them
 
 
@@ -57,7 +58,11 @@ def ensure_shell() -> None:
     Until st.navigation has run once in the process, Streamlit treats a pages/ folder beside
     the main script as an old-style multipage app: the first request for /<page> on a fresh
     server runs that page alone, without app.py (no sidebar, no wide layout, no shared link).
+    A run that came through app.py is left alone: a rerun there would drop what the user just did (a form's
+    submit button is True for one run only).
     """
+    if st.session_state.pop(SHELL_KEY, False):
+        return
     try:  # a Streamlit internal: if a release renames it, the page still works, only bare
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:
@@ -142,8 +147,9 @@ def load_network_from_query() -> str | None:
 
 def forget_link() -> None:
     """Drop ?preset= / ?spec= from the address once the network has changed, so the address never lies."""
-    if "spec" in st.query_params or "preset" in st.query_params:
-        st.query_params.clear()
+    for name in ("spec", "preset"):  # other parameters (?projector=1) stay
+        if name in st.query_params:
+            del st.query_params[name]
     st.session_state["s7_query_loaded"] = None
 
 
@@ -380,7 +386,7 @@ def _sidebar_class_data(teacher: bool) -> None:
 
 def _sidebar_network() -> None:
     spec = get_spec()
-    st.markdown(f"**Network:** `{spec.name}` · {len(spec.layers)} layers")
+    st.markdown(f"**Network being edited:** `{spec.name}` · {len(spec.layers)} layers")
     records = rf_records(spec)
     params = summary(spec).total_params
     results = rules(spec)
@@ -434,6 +440,9 @@ def sidebar() -> None:
 
     with st.sidebar:
         sidebar_user()
+        from pages._display import toggle
+
+        toggle()
         try:
             _sidebar_network()
         except UserError as err:
@@ -442,6 +451,67 @@ def sidebar() -> None:
         _sidebar_data()
         st.caption(f"Device: **{device_name()}**")
         _sidebar_executor()
+
+
+# ---------------------------------------------------------------- the layer being studied
+
+LAYER_KEY = "s7_layer"  # the RF-table row studied on Architecture and Receptive field; kept across pages
+
+
+def selected_layer(records: list[RFRecord]) -> int:
+    """The RF-table row being studied (1 .. last), half way down on a first visit, kept inside the table."""
+    last = len(records) - 1
+    if not 1 <= st.session_state.get(LAYER_KEY, 0) <= last:
+        st.session_state[LAYER_KEY] = max((last + 1) // 2, 1)  # half way, where the window is already sizeable
+    return st.session_state[LAYER_KEY]
+
+
+def set_layer(index: int, last: int) -> None:
+    """Study RF-table row `index`, kept between 1 and `last`."""
+    st.session_state[LAYER_KEY] = min(max(index, 1), last)
+
+
+def layer_buttons(records: list[RFRecord], prefix: str) -> None:
+    """Previous and Next layer buttons, the same on every page that steps through the layers."""
+    last, here = len(records) - 1, selected_layer(records)
+    cols = st.columns(2)
+    cols[0].button(
+        "Previous layer", key=f"{prefix}_previous", on_click=set_layer, args=(here - 1, last),
+        icon=":material/skip_previous:", disabled=here <= 1, width="stretch",
+    )  # fmt: skip
+    cols[1].button(
+        "Next layer", key=f"{prefix}_next", on_click=set_layer, args=(here + 1, last),
+        icon=":material/skip_next:", disabled=here >= last, width="stretch",
+    )  # fmt: skip
+
+
+@st.cache_resource(show_spinner="Reading CIFAR-10…", max_entries=2)
+def cifar_test_set(path: str):
+    """The CIFAR-10 test images (N, 3, 32, 32) uint8, labels and class names of a data folder, read once."""
+    from s7core.data import load_cifar10
+
+    data = load_cifar10(path)
+    return data.test_images.numpy(), data.test_labels.numpy(), data.classes
+
+
+@st.cache_data(show_spinner=False)
+def synthetic_images():
+    """Ten synthetic test images (N, 3, 32, 32) uint8 and their labels, for when there is no data set."""
+    from s7core.data import synthetic_cifar10
+
+    return synthetic_cifar10(0, 10, seed=0)[1]
+
+
+def sample_image():
+    """An (H, W, 3) uint8 picture to draw boxes on: the first CIFAR-10 test image, else a synthetic one."""
+    import numpy as np
+
+    try:
+        status = data_status()
+        images = cifar_test_set(str(status.path))[0] if status.found else synthetic_images()[0]
+    except UserError:
+        images = synthetic_images()[0]
+    return np.ascontiguousarray(images[0].transpose(1, 2, 0))
 
 
 def records_dicts(records: list[RFRecord]) -> list[dict[str, Any]]:

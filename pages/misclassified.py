@@ -10,11 +10,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._classroom import guard_page, user_runs
-from pages._shared import has_predictions, predictions, show_error
+from pages import _display as dp
+from pages._classroom import user_runs
+from pages._shared import ensure_shell, has_predictions, predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
-from s7core.evaluate import Evaluation, misclassified
+from s7core.evaluate import Evaluation, cell_images, misclassified
 from s7core.gradcam import overlay
 
 PER_PAGE = 24
@@ -41,7 +42,7 @@ def run_model(run_dir: str, mtime: float):
 
 def choose_run() -> runs.RunInfo | None:
     """A run that has saved test predictions (i.e. finished)."""
-    done = [i for i in user_runs().list() if has_predictions(i.path)]
+    done = [i for i in user_runs().list() if has_predictions(i.path)]  # a student's own; a teacher's all
     if not done:
         st.info("No finished run yet: launch one on the Train page; its mistakes show up here when it ends.")
         return None
@@ -65,21 +66,37 @@ def confusion_picker(ev: Evaluation) -> None:
     classes = list(ev.classes)
     cells_x = [pred for _ in classes for pred in classes]
     cells_y = [true for true in classes for _ in classes]
+    # The mistakes take the colour scale on their own: with the diagonal in it, they would all look pale.
+    mistakes = ev.confusion.astype(float)
+    np.fill_diagonal(mistakes, np.nan)
+    right = np.full_like(mistakes, np.nan)
+    np.fill_diagonal(right, np.diag(ev.confusion))
     fig = go.Figure(
         go.Heatmap(
-            z=ev.confusion, x=classes, y=classes, colorscale="Reds", texttemplate="%{z}", showscale=False,
-            hoverinfo="skip",
+            z=mistakes, x=classes, y=classes, colorscale="Reds", texttemplate="%{z}", showscale=True,
+            hoverinfo="skip", colorbar=dict(title="wrong", thickness=12),
         )
     )  # fmt: skip
+    fig.add_trace(
+        go.Heatmap(
+            z=right, x=classes, y=classes, colorscale=[[0, "#d8f3dc"], [1, "#d8f3dc"]], texttemplate="%{z}",
+            showscale=False, hoverinfo="skip",
+        )
+    )  # fmt: skip
+    true, pred = st.session_state.get(TRUE_KEY), st.session_state.get(PRED_KEY)
+    if true in classes and pred in classes:  # the chosen cell, outlined
+        x, y = classes.index(pred), classes.index(true)
+        fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, line=dict(color="black", width=4))
     fig.add_scatter(
         x=cells_x, y=cells_y, mode="markers", marker=dict(symbol="square", size=28, opacity=0), showlegend=False,
         customdata=ev.confusion.reshape(-1),
-        hovertemplate="true %{y}, predicted %{x}: %{customdata} images — click to show them<extra></extra>",
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} images: click to show them<extra></extra>",
     )  # fmt: skip
     fig.update_layout(
-        height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted class", yaxis_title="true class",
-        title="Click a cell to filter",
+        margin=dict(l=10, r=10, t=50, b=10), xaxis_title="predicted class", yaxis_title="true class",
+        title="Click a cell to show its images (green: right, red: wrong)",
     )  # fmt: skip
+    dp.style(fig, height=dp.display().tall_px, legend_below=False)
     # Fixed ranges: the markers would otherwise widen the autorange and shift the cells off the plot's edges.
     fig.update_xaxes(range=[-0.5, len(classes) - 0.5])
     fig.update_yaxes(range=[len(classes) - 0.5, -0.5])  # first class at the top
@@ -145,13 +162,29 @@ def _cams(run_dir: str, mtime: float, data_dir: str, layer: str, indices: tuple[
     return gradcam.grad_cam(run_model(run_dir, mtime), normalize(images), layer)
 
 
+def _beside(original: np.ndarray, tinted: np.ndarray) -> np.ndarray:
+    """The original and its Grad-CAM overlay side by side, (3, H, 2W + 2), a white gap between."""
+    gap = np.full((3, original.shape[1], 2), 255, dtype=np.uint8)
+    return np.concatenate([original, gap, tinted], axis=2)
+
+
+def gradcam_legend() -> None:
+    """What the Grad-CAM colours mean: the overlay of a ramp from no evidence to the most, on grey."""
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (6, 1))  # (6, 64)
+    grey = np.full((3, 6, 64), 128, dtype=np.uint8)
+    legend = overlay(grey, ramp).transpose(1, 2, 0).repeat(3, axis=0).repeat(3, axis=1)
+    st.image(legend, caption="Grad-CAM: none ← evidence for the predicted class → most", output_format="PNG")
+
+
 def gallery(ev: Evaluation, images: np.ndarray, indices: np.ndarray, cams: np.ndarray | None) -> None:
-    """A grid of enlarged images with the true class, the prediction, its confidence and the top 3."""
-    for row in range(0, len(indices), COLUMNS):
-        cols = st.columns(COLUMNS)
-        for col, k in zip(cols, range(row, min(row + COLUMNS, len(indices))), strict=False):
+    """A grid of enlarged images with the true class, the prediction, its confidence and the top 3; with
+    Grad-CAM on, each image beside its overlay."""
+    columns = COLUMNS if cams is None else COLUMNS // 2
+    for row in range(0, len(indices), columns):
+        cols = st.columns(columns)
+        for col, k in zip(cols, range(row, min(row + columns, len(indices))), strict=False):
             i = int(indices[k])
-            pixels = enlarge(images[i] if cams is None else overlay(images[i], cams[k]))
+            pixels = enlarge(images[i] if cams is None else _beside(images[i], overlay(images[i], cams[k])))
             true, pred = ev.classes[ev.labels[i]], ev.classes[ev.predictions[i]]
             with col:
                 st.image(
@@ -165,6 +198,10 @@ def page() -> None:
     run = choose_run()
     if run is None:
         return
+    st.caption(
+        f"Run **{run.name}**: network `{run.preset}`, recipe {run.recipe or 'custom'}. (The sidebar shows the "
+        "network being edited, which may be another one.)"
+    )
     ev = predictions(run.path)
     if ev is None:  # the run folder was deleted after the menu was drawn
         st.info("This run's test predictions are gone; pick another run.")
@@ -176,11 +213,19 @@ def page() -> None:
     with right:
         true, pred, sort = filters(ev)
         layer, _ = gradcam_controls(run)
-    wrong = misclassified(ev, true, pred, sort)
+        if layer is not None:
+            gradcam_legend()
     total = int((ev.predictions != ev.labels).sum())
-    st.markdown(f"**{len(wrong):,}** misclassified images shown by this filter, of {total:,} wrong in {ev.count:,}.")
+    if true is not None and true == pred:  # a diagonal cell: the images it got right
+        wrong = cell_images(ev, true, pred, sort)
+        st.markdown(f"**{len(wrong):,}** correctly classified images of class {true} (a diagonal cell), "
+                    f"of {ev.count:,}.")  # fmt: skip
+    else:
+        wrong = misclassified(ev, true, pred, sort)
+        st.markdown(f"**{len(wrong):,}** misclassified images shown by this filter, of {total:,} wrong in "
+                    f"{ev.count:,}.")  # fmt: skip
     if len(wrong) == 0:
-        st.info("Nothing to show: this filter has no wrong predictions (a diagonal cell holds the right ones).")
+        st.info("Nothing to show: no test image falls under this filter.")
         return
     pages = (len(wrong) + PER_PAGE - 1) // PER_PAGE
     number = st.pagination(pages, key=f"mis_page_{true}_{pred}_{sort}") if pages > 1 else 1
@@ -192,7 +237,7 @@ def page() -> None:
     gallery(ev, test_images(data_dir), shown, cams)
 
 
-guard_page()  # a page asked for on a fresh server passes the sign-in gate too
+ensure_shell()  # a first request for this page's own address still gets app.py's shell
 st.title("Misclassified images")
 st.caption(
     "The test images the run's best checkpoint got wrong. Pick a cell of the confusion matrix to see one kind "

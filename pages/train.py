@@ -13,20 +13,25 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._classroom import class_mode, class_settings, data_problem, guard_page, user_runs
-from pages._shared import data_dir, data_status, device_name, get_spec, show_error, summary
+from pages import _display as dp
+from pages._classroom import class_mode, class_settings, data_problem, user_runs
+from pages._shared import data_dir, data_status, device_name, ensure_shell, get_spec, show_error, spec_key, summary
 from s7core import runs
 from s7core.classroom import Action
 from s7core.config import Resources, Setting, TrainConfig, resource_settings, settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES, default_recipe
 from s7core.runs.executor import LOCAL
+from s7core.runs.live import step_points, time_left
 from s7core.spec import PRESETS, get_preset
 
 ACTIVE = ("queued", "running")
 RESOURCES = resource_settings()
 WATCH_KEY = "train_watch_run"
+FLASH_KEY = "train_flash"  # what the last launch said, shown above the live panel after the page reruns
 EDITED = "The network being edited"
+DEMO = "fast"  # the first choice: a network that trains to 80% in about a minute on a laptop CPU
+SPEED_KEY = "train_speeds"  # measured speeds of this session, by network and settings
 
 
 # ---------------------------------------------------------------- the form
@@ -72,36 +77,120 @@ def _config_form(base: TrainConfig, prefix: str) -> dict[str, Any]:
 def _choose_network():
     """The network to train: the one being edited, or a preset."""
     edited = get_spec()
-    choices = [EDITED, *PRESETS]
+    choices = [DEMO, EDITED, *(name for name in PRESETS if name != DEMO)]
     pick = st.selectbox(
         "Network",
         choices,
         key="train_network",
-        format_func=lambda c: f"{EDITED} ({edited.name})" if c == EDITED else f"preset: {c}",
-        help="Edit a network on the Architecture page; it is trained exactly as shown there.",
+        format_func=lambda c: (
+            f"{EDITED} ({edited.name})"
+            if c == EDITED
+            else f"preset: {c}" + (" (quick: a minute or two on a CPU)" if c == DEMO else "")
+        ),
+        help="Edit a network on the Architecture page; it is trained exactly as shown there. The `fast` preset "
+        "with its own recipe is the quick one for a live demonstration.",
     )
     spec = edited if pick == EDITED else get_preset(pick)
     st.caption(f"`{spec.name}`: {len(spec.layers)} layers, {summary(spec).total_params:,} parameters")
     return spec
 
 
-def _launch(spec, values: dict[str, Any], recipe: str, name: str, max_concurrent: int, asked: dict) -> None:
-    """Create the run folder and start (or queue) it through the executor in use."""
+def _launch(spec, base: TrainConfig, recipe: str, default_slots: int) -> None:
+    """Create the run folder and start (or queue) it through the executor in use; the Launch button's callback.
+
+    A callback, so that the launch happens once, before the page's script runs (a rerun of the script would
+    otherwise lose the form's one-run submit), with the form's values from the session state.
+    """
+    name = (st.session_state.get("train_run_name") or "").strip()
+    max_concurrent = int(st.session_state.get("train_max_concurrent", default_slots))
+    asked = {
+        s.path: st.session_state[f"train_res_{s.path}"] for s in RESOURCES if f"train_res_{s.path}" in st.session_state
+    }
     try:
-        config = TrainConfig.from_dict(values)
+        config = TrainConfig.from_dict(_form_values(base, f"train_{recipe}"))
         resources = Resources.from_dict(asked)
         where = None if class_mode() else data_dir()  # in class mode the class's folder, chosen in s7core
-        run_dir, status = user_runs().launch(
-            spec, config, name.strip() or None, recipe, where, max_concurrent, resources
-        )
+        access = user_runs()  # checks who may launch, and the class's limits, in s7core
+        run_dir, status = access.launch(spec, config, name or None, recipe, where, max_concurrent, resources)
     except UserError as err:
-        show_error(err)
+        st.session_state[FLASH_KEY] = ("error", str(err))
         return
-    st.session_state[WATCH_KEY] = run_dir.name
+    watched = st.session_state.get(WATCH_KEY)
+    busy = watched is not None and any(i.name == watched and i.state == "running" for i in access.list())
+    if status.state != "queued" or not busy:  # a queued launch leaves the view on the run that is training
+        st.session_state[WATCH_KEY] = run_dir.name
     if status.state == "queued":
-        st.info(f"Run **{run_dir.name}** is queued: {status.message}", icon=":material/schedule:")
+        st.session_state[FLASH_KEY] = ("info", f"Run **{run_dir.name}** is queued: {status.message}")
     else:
-        st.success(f"Run **{run_dir.name}** started in the background.", icon=":material/rocket_launch:")
+        st.session_state[FLASH_KEY] = ("success", f"Run **{run_dir.name}** started in the background.")
+
+
+def _form_values(base: TrainConfig, prefix: str) -> dict[str, Any]:
+    """The recipe's settings with the form's values as last submitted, as TrainConfig.from_dict takes them."""
+    values = base.to_dict()
+    for s in settings():
+        section, _, name = s.path.rpartition(".")
+        key = f"{prefix}_{s.path.replace('.', '_')}"
+        if key in st.session_state:
+            (values[section] if section else values)[name] = st.session_state[key]
+    return values
+
+
+def _submitted_config(base: TrainConfig, prefix: str) -> TrainConfig:
+    """The recipe's config with the form's values as last submitted (the form sends them only on Launch)."""
+    try:
+        return TrainConfig.from_dict(_form_values(base, prefix))
+    except UserError:
+        return base
+
+
+def _estimate(spec, config: TrainConfig) -> None:
+    """How long the run will take here, from a short measured speed of this network (kept per network)."""
+    from s7core.data import count_train_images
+    from s7core.speed import estimate_run, measure_speed
+
+    speeds = st.session_state.setdefault(SPEED_KEY, {})
+    key = f"{spec_key(spec)}|{config.batch_size}|{config.precision}|{config.channels_last}|{config.device}"
+
+    def measure() -> None:  # a callback: it runs once, before the script, whatever reruns follow
+        try:
+            with st.spinner("Timing a few training steps of this network on this machine…"):
+                speeds[key] = measure_speed(spec, config)
+        except UserError as err:
+            st.session_state[FLASH_KEY] = ("error", str(err))
+
+    st.button(
+        "Estimate the time", icon=":material/timer:", key="train_measure", on_click=measure,
+        help="Times a few training steps of this network here (a few seconds), then works out the run.",
+    )  # fmt: skip
+    speed = speeds.get(key)
+    if speed is None:
+        st.caption("Press the button for a time estimate from this network's measured speed on this machine.")
+        return
+    try:
+        images = count_train_images(data_dir()) or 50_000
+    except UserError:
+        images = 50_000
+    estimate = estimate_run(config, speed, images)
+    st.markdown(
+        f"**About {_duration(estimate.total_s)}** for {config.epochs} epochs "
+        f"({_duration(estimate.epoch_s)} an epoch, {estimate.evaluations} test evaluations)"
+    )
+    st.caption(
+        f"Measured here: {speed.train_images_per_s:,.0f} training images/s at batch {speed.batch} "
+        f"({speed.precision} on {speed.device}), {speed.eval_images_per_s:,.0f} evaluation images/s; "
+        f"{estimate.train_images:,} training images an epoch. Other work on this machine slows it down."
+    )
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _resources_form() -> dict[str, Any]:
@@ -131,125 +220,160 @@ def launch_section() -> None:
             st.warning(text, icon=":material/visibility:")
         else:
             st.info(text, icon=":material/menu_book:")
+        _estimate(spec, _submitted_config(recipe.config, f"train_{recipe_name}"))
         default_slots = 1 if device_name() == "CPU" else 2
         if class_mode():  # the class's limits, set by the teacher
             limits = class_settings()
             st.caption(f"The class trains {limits.max_concurrent} run(s) at once; each student may have "
                        f"{limits.max_active_per_student} queued or running.")  # fmt: skip
-            max_concurrent = limits.max_concurrent
         elif runs.executor_name() == LOCAL:  # on a cluster, Ray queues runs by the resources they ask for
-            max_concurrent = int(
-                st.number_input(
-                    "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
-                    help="At most this many runs train together; a further launch waits in the queue.",
-                )
+            st.number_input(
+                "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
+                help="At most this many runs train together; a further launch waits in the queue.",
             )  # fmt: skip
-        else:
-            max_concurrent = default_slots
-        asked = _resources_form()
+        _resources_form()
     with right, st.form("train_form", border=False):
-        values = _config_form(recipe.config, f"train_{recipe_name}")
-        name = st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
-        launched = st.form_submit_button(
-            "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found
-        )
-    if launched:
-        _launch(spec, values, recipe_name, name, max_concurrent, asked)
+        _config_form(recipe.config, f"train_{recipe_name}")
+        st.text_input("Run name (optional)", key="train_run_name", placeholder="spec-recipe-date-time")
+        st.form_submit_button(
+            "Launch training", type="primary", icon=":material/play_arrow:", disabled=not status.found,
+            on_click=_launch, args=(spec, recipe.config, recipe_name, default_slots),
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- the live panel
 
 
-def _curve(rows: list[dict], series: dict[str, str], title: str, y_title: str, log_y: bool = False) -> go.Figure:
-    """Lines of `series` (metrics key -> legend name) over the global step."""
+def _curve(rows: list[dict], series: dict[str, str], title: str, y_title: str, epochs: int, y_range=None) -> go.Figure:
+    """Lines of `series` (metrics key -> legend name) over the run's epochs, the x axis the whole run."""
     fig = go.Figure()
     for key, legend in series.items():
-        points = [(r["global_step"], r[key]) for r in rows if r.get(key) is not None]
-        if points:
-            x, y = zip(*points, strict=True)
-            mode = "lines" if len(points) > 30 else "lines+markers"
-            fig.add_trace(go.Scatter(x=x, y=y, mode=mode, name=legend))
+        x, y = step_points(rows, key)
+        if x:
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=legend, marker_size=6))
     fig.update_layout(
-        title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step", yaxis_title=y_title,
-        legend=dict(orientation="h", y=-0.25), uirevision=title,
+        title=title, margin=dict(l=10, r=10, t=50, b=10), xaxis_title="epoch", yaxis_title=y_title, uirevision=title,
     )  # fmt: skip
-    if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+    fig.update_xaxes(range=[0, max(epochs, 1)], dtick=1 if epochs <= 20 else None, tick0=0)
+    if y_range is not None:
+        fig.update_yaxes(range=y_range)
+    return dp.style(fig, height=dp.display().small_px)
+
+
+def _state_text(info: runs.RunInfo) -> str:
+    """'running: epoch 3', or the message alone when it already starts with the state ('queued: waiting ...')."""
+    if info.message in ("", info.state) or info.message.startswith(f"{info.state}:"):
+        return info.message or str(info.state)
+    return f"{info.state}: {info.message}"
 
 
 def _progress(info: runs.RunInfo, last_step: dict | None) -> None:
-    """Progress bar, epoch, throughput and time left of one run."""
-    text = info.state if info.message in ("", info.state) else f"{info.state}: {info.message}"
-    st.progress(runs.progress_fraction(info, last_step), text=text)
+    """Progress bar with the run's state."""
+    st.progress(runs.progress_fraction(info, last_step), text=_state_text(info))
 
 
-def _figures(info: runs.RunInfo, epochs: list[dict], steps: list[dict]) -> None:
-    """Epoch, images/s, ETA and best accuracy, as metric tiles."""
-    last_step, last_epoch = (steps[-1] if steps else None), (epochs[-1] if epochs else None)
+def _figures(info: runs.RunInfo, rows: list[dict], steps: list[dict]) -> None:
+    """Epoch, images/s, time left and best accuracy, as metric tiles."""
+    last_step = steps[-1] if steps else None
+    running = info.state == "running"
     cols = st.columns(4)
     cols[0].metric("Epoch", f"{info.epoch} / {info.epochs}")
-    rate = last_step.get("images_per_s") if last_step else None
+    rate = last_step.get("images_per_s") if last_step and running else None  # a stopped run has no speed
     cols[1].metric("Images/s", f"{rate:,.0f}" if rate else "—")
-    eta = last_epoch.get("eta_s") if last_epoch and info.state == "running" else None
-    cols[2].metric("Time left", f"{eta:.0f} s" if eta is not None else "—", help="estimated from finished epochs")
+    left = time_left(info, rows)
+    cols[2].metric(
+        "Time left", _duration(left) if left is not None else "—",
+        help="From the pace of the steps so far (evaluations included), counting down between updates",
+    )  # fmt: skip
     best = info.best_accuracy
     cols[3].metric("Best test accuracy", f"{best:.2%}" if best is not None else "—")
 
 
-def _buttons(info: runs.RunInfo) -> None:
-    """Stop an active run, resume a stopped or failed one."""
+def _stop(name: str) -> None:
     try:
-        access = user_runs()
-        if info.state in ACTIVE and access.may(Action.STOP, info):
-            if st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}"):
-                st.toast(access.stop(info.name).message)
-        if info.state in ("stopped", "failed") and info.epoch < info.epochs and access.may(Action.RESUME, info):
-            if st.button("Resume", icon=":material/replay:", key=f"resume_{info.name}"):
-                slots = st.session_state.get("train_max_concurrent", 1)
-                st.toast(f"{info.name}: {access.resume(info.name, slots).state}")
+        st.toast(user_runs().stop(name).message)
     except UserError as err:
-        show_error(err)
+        st.toast(str(err), icon=":material/error:")
+
+
+def _resume(name: str) -> None:
+    try:
+        slots = st.session_state.get("train_max_concurrent", 1)
+        st.toast(f"{name}: {user_runs().resume(name, slots).state}")
+    except UserError as err:
+        st.toast(str(err), icon=":material/error:")
+
+
+def _buttons(info: runs.RunInfo) -> None:
+    """Stop an active run, resume a stopped or failed one (callbacks: each acts once, before the script)."""
+    access = user_runs()  # a button only where s7core would allow it (and it checks again when clicked)
+    if info.state in ACTIVE and access.may(Action.STOP, info):
+        st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}", on_click=_stop, args=(info.name,))
+    if info.state in ("stopped", "failed") and info.epoch < info.epochs and access.may(Action.RESUME, info):
+        st.button(
+            "Resume", icon=":material/replay:", key=f"resume_{info.name}", on_click=_resume, args=(info.name,),
+        )  # fmt: skip
 
 
 def watch_run(run_dir: Path) -> None:
     """Everything about one run, live: progress, figures, curves, stop."""
     info = runs.run_info(run_dir)
     rows = runs.read_metrics(run_dir)
-    epochs = [r for r in rows if r.get("kind") == "epoch"]
     steps = [r for r in rows if r.get("kind") == "step"]
+    st.markdown(f"#### {info.name} · `{info.preset}` · {info.recipe or 'custom'}")
     _progress(info, steps[-1] if steps else None)
-    _figures(info, epochs, steps)
+    _figures(info, rows, steps)
     _buttons(info)
     cols = st.columns(3)
-    loss = {"loss": "train (running)", "train_loss": "train", "val_loss": "validation", "test_loss": "test"}
-    acc = {"accuracy": "train (running)", "train_acc": "train", "val_acc": "validation", "test_acc": "test"}
-    cols[0].plotly_chart(_curve(steps + epochs, loss, "Loss", "nats"), key="train_loss_chart")
-    cols[1].plotly_chart(_curve(steps + epochs, acc, "Accuracy", "fraction correct"), key="train_acc_chart")
-    lr_rows = steps or epochs  # a step line's lr is the next step's; an epoch line's the last one's: keep one kind
-    cols[2].plotly_chart(_curve(lr_rows, {"lr": "lr"}, "Learning rate", "lr"), key="train_lr_chart")
+    loss = {"loss": "train (running mean)", "train_loss": "train", "val_loss": "validation", "test_loss": "test"}
+    acc = {"accuracy": "train (running mean)", "train_acc": "train", "val_acc": "validation", "test_acc": "test"}
+    n = info.epochs
+    cols[0].plotly_chart(_curve(rows, loss, "Loss", "nats", n), key="train_loss_chart")
+    cols[1].plotly_chart(_curve(rows, acc, "Accuracy", "fraction correct", n, [0, 1]), key="train_acc_chart")
+    lr_rows = steps or [r for r in rows if r.get("kind") == "epoch"]  # one kind: both would draw the lr twice
+    cols[2].plotly_chart(_curve(lr_rows, {"lr": "learning rate"}, "Learning rate", "lr", n), key="train_lr_chart")
     if info.state == "failed":
         show_error(f"Run {info.name} failed: {info.message}")
+
+
+def _local_time(stamp: str) -> str:
+    """An ISO time from a run folder (UTC) as this machine's local time, to the minute."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp or "—"
 
 
 def runs_table(infos: list[runs.RunInfo]) -> None:
     """Every run with its state, newest first."""
     table = pd.DataFrame(
         [
-            dict(run=i.name, owner=i.owner or "—", state=i.state, epoch=f"{i.epoch}/{i.epochs}", best=i.best_accuracy,
-                 final=i.final_accuracy, network=i.preset, recipe=i.recipe, created=i.created, message=i.message)
+            dict(run=i.name, owner=i.owner or "—", state=str(i.state), epoch=f"{i.epoch}/{i.epochs}",
+                 best=i.best_accuracy, network=i.preset, recipe=i.recipe or "custom", created=_local_time(i.created),
+                 message=i.message)
             for i in infos
         ]
     )  # fmt: skip
     st.dataframe(
         table,
         hide_index=True,
+        placeholder="—",
         column_config={
-            "best": st.column_config.NumberColumn("best acc", format="percent"),
-            "final": st.column_config.NumberColumn("final acc", format="percent"),
+            "best": st.column_config.NumberColumn(
+                "best test accuracy", format="percent", help="Of the best checkpoint; the Results page says which"
+            ),
+            "created": st.column_config.TextColumn("created (local time)"),
         },
         key="train_runs_table",
     )
+
+
+def _default_watch(infos: list[runs.RunInfo]) -> str:
+    """The run to watch when none is chosen: the one training, else the newest."""
+    running = [i.name for i in infos if i.state == "running"]
+    return (running or [infos[0].name])[0]
 
 
 def live_section() -> None:
@@ -257,11 +381,11 @@ def live_section() -> None:
     access = user_runs()
     infos = access.list()  # a student's own runs; every run for a teacher
     if not infos:
-        st.info("No runs yet: launch one above. It trains in the background and appears here.")
+        st.info("No runs yet: launch one below. It trains in the background and appears here.")
         return
     names = [i.name for i in infos]
     if st.session_state.get(WATCH_KEY) not in names:
-        st.session_state[WATCH_KEY] = names[0]
+        st.session_state[WATCH_KEY] = _default_watch(infos)
     name = st.selectbox("Watch run", names, key=WATCH_KEY)
     active = any(i.state in ACTIVE for i in infos)
 
@@ -279,13 +403,35 @@ def live_section() -> None:
     live()
 
 
-guard_page()  # a page asked for on a fresh server passes the sign-in gate too
+def _flash() -> None:
+    kind, text = st.session_state.pop(FLASH_KEY, (None, None))
+    if kind == "error":
+        show_error(text)
+    elif kind == "info":
+        st.info(text, icon=":material/schedule:")
+    elif kind == "success":
+        st.success(text, icon=":material/rocket_launch:")
+
+
+ensure_shell()  # a first request for this page's own address still gets app.py's shell
 st.title("Train")
 st.caption(
     "Pick a network and a recipe, then launch: the run trains in a background process, so it goes on when "
-    "this tab closes and every tab sees it below."
+    "this tab closes and every tab sees it."
 )
-launch_section()
-st.divider()
-st.subheader("Runs")
-live_section()
+try:
+    busy = any(i.state in ACTIVE for i in user_runs().list())
+except UserError as err:
+    show_error(err)
+    busy = False
+_flash()
+if busy:  # the live run first, where the teacher is looking; the form stays one click away
+    st.subheader("Runs")
+    live_section()
+    with st.expander("Launch another run", expanded=False):
+        launch_section()
+else:
+    launch_section()
+    st.divider()
+    st.subheader("Runs")
+    live_section()

@@ -240,6 +240,24 @@ def _class_index(evaluation: Evaluation, cls: int | str | None, what: str) -> in
     raise UserError(f"{what} {cls!r} is not a class: use a name from {', '.join(evaluation.classes)} or its number")
 
 
+def cell_images(
+    evaluation: Evaluation, true_class: int | str, predicted_class: int | str, sort: str = "confidence-desc"
+) -> np.ndarray:
+    """Indices of the images in one confusion-matrix cell: of `true_class`, predicted as `predicted_class`.
+
+    A diagonal cell holds the images classified correctly; any other cell holds one kind of mistake.
+    """
+    if sort not in SORTS:
+        raise UserError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+    t = _class_index(evaluation, true_class, "true class")
+    p = _class_index(evaluation, predicted_class, "predicted class")
+    idx = np.flatnonzero((evaluation.labels == t) & (evaluation.predictions == p))
+    if sort == "index":
+        return idx
+    conf = evaluation.confidence[idx]
+    return idx[np.argsort(-conf if sort == "confidence-desc" else conf, kind="stable")]
+
+
 def misclassified(
     evaluation: Evaluation,
     true_class: int | str | None = None,

@@ -403,6 +403,25 @@ def validate(spec: NetworkSpec) -> NetworkSpec:
     return spec
 
 
+def shapes_until_error(spec: NetworkSpec) -> tuple[list[Shape], SpecError | None]:
+    """The shapes after each layer up to the first one that fails (index 0 is the input), and its error.
+
+    Unlike infer_shapes it does not raise, and it does not check how the network ends, so an editor can
+    show what an edit did to the layers before the one that fails.
+    """
+    c, h, _ = spec.input_shape
+    shapes = [Shape(c, h)]
+    for position, lay in enumerate(spec.layers):
+        try:
+            if lay.type not in LAYER_FIELDS:
+                raise SpecError(f"layer {position}: unknown layer type '{lay.type}'", position, "type")
+            _check_values(position, lay)
+            shapes.append(_next_shape(position, lay, shapes[-1]))
+        except SpecError as err:
+            return shapes, err
+    return shapes, None
+
+
 # ---------------------------------------------------------------- JSON
 
 

@@ -50,7 +50,7 @@ class StepEvent:
     global_step: int  # steps done since the run began
     loss: float  # mean training loss this epoch so far (nats)
     accuracy: float  # training accuracy this epoch so far (0..1)
-    lr: float
+    lr: float  # learning rate of the step just taken
     images_per_s: float  # training throughput since the previous step event
     elapsed_s: float  # training time since the run began, all sessions together
 
@@ -131,7 +131,7 @@ def get_lr(config: TrainConfig, step: int, steps_per_epoch: int, plateau_scale: 
         t = (step + 0.5) / (c.epochs * steps_per_epoch)  # fraction of the run at the middle of this step
         if t < c.warmup:
             return c.lr * t / c.warmup
-        u = (t - c.warmup) / (1 - c.warmup)  # 0..1 through the decay
+        u = min((t - c.warmup) / (1 - c.warmup), 1.0)  # 0..1 through the decay; past the run's end it stays 0
         return c.lr * (1 - u) if c.schedule == "onecycle" else c.lr * 0.5 * (1 + math.cos(math.pi * u))
     if c.schedule == "step":
         return c.lr * c.gamma ** ((step // steps_per_epoch) // c.step_size)
@@ -335,7 +335,7 @@ class _Loop:
                 self.global_step,
                 loss_sum / n,
                 correct / n,
-                self.lr(),
+                get_lr(self.config, self.global_step - 1, self.steps_per_epoch, self.plateau.scale),  # the step taken
                 images_per_s,
                 self.elapsed(),
             )

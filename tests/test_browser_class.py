@@ -265,6 +265,9 @@ def test_two_students_and_a_teacher_in_class_mode(class_server: tuple[str, Path]
             # the newest run, bob's, is the one watched first; its Stop button is keyed by its name
             tess.locator(f"{MAIN} .st-key-stop_bob-long button").click(timeout=30_000)
             _wait_state(runs_dir, "bob-long", ("stopped",), timeout_s=60)
+            tess.locator(SIDEBAR).get_by_role("button", name="Sign out").click()  # out of the provider's session too
+            tess.get_by_role("button", name="End session").click()  # the provider's own page asks first
+            tess.get_by_role("button", name="Sign in with your school account").wait_for(timeout=60_000)
             pages.append(_roster_sign_in_and_out(browser, url))
             for page in pages:
                 errors = page.locator(f'{MAIN} [data-testid="stException"]')

@@ -82,12 +82,15 @@ def test_serve_turns_the_class_profile_into_streamlit_flags() -> None:
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py")
     flags = dict(zip(command[5::2], command[6::2], strict=True))
     assert flags["--server.enableXsrfProtection"] == "true"
-    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
-    assert flags["--client.toolbarMode"] == "viewer"
-    # the upload cap is the project config's, one value with s7core.images' own cap: a few MB, not Streamlit's 200
+    # what every server has from the project's config, each set there once: usage statistics off, no Deploy
+    # button, and the upload cap of s7core.images, a few MB and not Streamlit's 200
     base = read_profile(REPO / ".streamlit" / "config.toml")
-    cap_mb = int(flags.get("--server.maxUploadSize", base["server"]["maxUploadSize"]))
+    effective = {f"--{k}.{n}": str(v).lower() for k, vs in base.items() for n, v in vs.items()} | flags
+    assert effective["--server.headless"] == "true" and effective["--browser.gatherUsageStats"] == "false"
+    assert effective["--client.toolbarMode"] == "viewer" and effective["--client.showErrorDetails"] == "none"
+    cap_mb = int(effective["--server.maxUploadSize"])
     assert cap_mb * 2**20 == MAX_UPLOAD_BYTES and cap_mb <= 10
+    assert not set(flags) & {f"--{k}.{n}" for k, vs in base.items() for n in vs}  # nothing said twice
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "9999"
 
 

@@ -243,11 +243,10 @@ def test_thresholds_change_the_rule_badges() -> None:
     assert not at.exception
     badges = [m.value for m in at.main.markdown if "-badge[" in m.value]
     assert len(badges) == 4
-    assert ":red-badge[:material/cancel: Global receptive field above 70]" in badges
-    assert sum(b.startswith(":green-badge") for b in badges) == 3
     (rf_rule,) = [r for r in check_rules(get_preset("seed"), RuleSettings(min_rf=70)) if r.key == "rf"]
     assert rf_rule.reason.startswith("global receptive field 64, needs at least 71")
-    assert rf_rule.reason in [c.value for c in at.main.caption]
+    assert f":red-badge[:material/cancel: Global receptive field above 70] :small[{rf_rule.reason}]" in badges
+    assert sum(b.startswith(":green-badge") for b in badges) == 3
 
 
 # ---------------------------------------------------------------- helpers
@@ -263,23 +262,28 @@ def test_editor_delta_is_applied_like_streamlit_does() -> None:
     assert base[0]["channels"] == 16  # the input rows are untouched
 
 
-def test_each_tab_beside_the_editor_draws_only_its_own_content() -> None:
+def test_each_tab_below_the_editor_draws_only_its_own_content() -> None:
     at = _app()
     frames = [df.value for df in at.main.dataframe]  # the layer editor, then what the open tab shows
-    assert len(frames) == 2 and "jump_out" in frames[1].columns  # the RF table; no chart, no parameter table
+    assert len(frames) == 2 and "jump_out" in frames[1].columns  # the RF table; no picture, no parameter table
     assert not at.get("plotly_chart")
-    at.session_state["arch_tab"] = "RF chart"
+    at.session_state["arch_tab"] = "RF picture"
     at = at.run()
-    (chart,) = _figures(at)
-    rf_trace = next(t for t in chart["data"] if t["name"].startswith("RF"))
-    assert rf_trace["y"] == [r.rf for r in rf_table(get_preset("seed"))]
-    passes = [a for a in chart["layout"]["annotations"] if "passes 44" in a["text"]]
-    assert passes and passes[0]["x"] == "20 avgpool"  # the first layer whose RF is above 44
+    (picture,) = _figures(at)
+    records = rf_table(get_preset("seed"))
+    shown = [r for i, r in enumerate(records) if i > 0 and not (r.kernel == 1 and r.rf == records[i - 1].rf)]
+    titles = [a["text"] for a in picture["layout"]["annotations"]]
+    assert titles == [f"{r.name} {r.layer} · RF {r.rf}" for r in shown]  # a panel a layer; 1x1 convs left out
+    boxes = picture["layout"]["shapes"]
+    assert [round(b["x1"] - b["x0"]) for b in boxes] == [r.rf for r in shown]  # the box grows with the RF
+    passed = [b["line"]["color"] == "#2a9d8f" for b in boxes]  # green once the RF is past 44
+    assert passed == [r.rf > 44 for r in shown] and passed[-1] and not passed[0]
     assert [df.value.columns[0] for df in at.main.dataframe] == ["type"]  # the editor only
     at.session_state["arch_tab"] = "Parameters"
     at = at.run()
     (params,) = [df.value for df in at.main.dataframe if "params" in df.value.columns]
     assert params["params"].sum() == 925_706 and not at.get("plotly_chart")
+    assert {"output_shape", "params", "mult_adds", "trainable"} <= set(params.columns)
     assert any("Total 925,706 parameters" in c.value for c in at.main.caption)
 
 
@@ -334,6 +338,12 @@ def test_share_puts_the_network_in_the_address() -> None:
 
 def _figures(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _titled(at: AppTest, start: str) -> dict:
+    """The one figure whose title starts with `start`."""
+    (figure,) = [f for f in _figures(at) if f["layout"].get("title", {}).get("text", "").startswith(start)]
+    return figure
 
 
 def _z(trace: dict) -> np.ndarray:
@@ -426,8 +436,9 @@ def test_rf_page_shows_the_effective_rf_untrained_and_trained(tmp_path: Path, mo
     layer = at.select_slider(key="rf_layer").value
     record = rf_table(get_preset("tiny"))[layer]
     image = normalize(torch.from_numpy(synthetic_cifar10(0, 10, seed=0)[1][0][:1]))
-    untrained, trained = (f for f in _figures(at)[2:])
-    assert trained["layout"]["title"]["text"].startswith("trained (tiny-one)")
+    untrained, trained = _titled(at, "untrained (seeded), "), _titled(at, "trained (tiny-one)")
+    centre = (record.size_out - 1) // 2  # the unit sliders open on the centre unit
+    assert f"unit ({centre}, {centre})" in trained["layout"]["title"]["text"]
     expected = effective_rf(runs.load_run_model(run_dir), image, module_name(*position_of(record.name)))
     np.testing.assert_allclose(_z(trained["data"][0]), expected, atol=1e-6)
     assert _z(untrained["data"][0]).shape == (32, 32)
@@ -440,4 +451,4 @@ def test_rf_page_scales_the_image_to_a_larger_input() -> None:
     at = _rf_page(**spec_to_link(big))
     assert not at.exception
     assert any("scaled from 32x32 to the network's 48x48 input" in c.value for c in at.main.caption)
-    assert _z(_figures(at)[2]["data"][0]).shape == (48, 48)  # the effective RF over the 48x48 input
+    assert _z(_titled(at, "untrained (seeded), ")["data"][0]).shape == (48, 48)  # the effective RF, 48x48 input

@@ -6,6 +6,7 @@ each test points S7_RUNS_DIR at the runs it needs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,12 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runs_helpers import playing_trainer
 from streamlit.testing.v1 import AppTest
 
 from s7core import runs
-from s7core.config import TrainConfig
+from s7core.config import TrainConfig, settings
 from s7core.data import make_tiny_cifar10
 from s7core.evaluate import misclassified
 from s7core.recipes import get_recipe
@@ -73,6 +75,15 @@ def _page(name: str) -> AppTest:
     return at
 
 
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _launch_button(at: AppTest):
+    (button,) = [b for b in at.button if b.label == "Launch training"]
+    return button
+
+
 def _metric(at: AppTest, label: str) -> list[str]:
     return [m.value for m in at.main.metric if m.label == label]
 
@@ -96,28 +107,29 @@ def test_each_page_renders_with_no_runs(name: str, empty_runs: Path, with_data: 
 
 def test_train_page_has_its_controls(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
-    assert at.selectbox(key="train_network").options[0].startswith("The network being edited")
-    assert "tiny" in [o.removeprefix("preset: ") for o in at.selectbox(key="train_network").options]
-    assert at.selectbox(key="train_recipe_seed").value == "seed"  # the seed net's own recipe
-    assert at.number_input(key="train_seed_lr").value == pytest.approx(0.1)
-    assert at.number_input(key="train_seed_epochs").value == 15
+    options = at.selectbox(key="train_network").options
+    assert options[0].startswith("preset: fast (quick") and options[1].startswith("The network being edited")
+    assert "preset: tiny" in options
+    assert at.selectbox(key="train_recipe_fast").value == "fast"  # the quick demo: the fast net, its own recipe
+    assert at.number_input(key="train_fast_lr").value == pytest.approx(get_recipe("fast").config.lr)
+    assert at.number_input(key="train_fast_epochs").value == get_recipe("fast").config.epochs
     assert at.number_input(key="train_max_concurrent").value == 1
-    (launch,) = at.button
+    launch = _launch_button(at)
     assert launch.label == "Launch training" and not launch.disabled
 
 
-def test_picking_the_fast_preset_picks_its_own_recipe(empty_runs: Path, with_data: Path) -> None:
+def test_picking_the_seed_preset_picks_its_own_recipe(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
-    at.selectbox(key="train_network").select("fast").run()
-    assert at.selectbox(key="train_recipe_fast").value == "fast"
-    fast = get_recipe("fast").config
-    assert fast.batch_size != get_recipe("seed").config.batch_size  # the field shows the recipe's own batch
-    assert at.number_input(key="train_fast_batch_size").value == fast.batch_size
+    at.selectbox(key="train_network").select("seed").run()
+    assert at.selectbox(key="train_recipe_seed").value == "seed"
+    seed = get_recipe("seed").config
+    assert seed.batch_size != get_recipe("fast").config.batch_size  # the field shows the recipe's own batch
+    assert at.number_input(key="train_seed_batch_size").value == seed.batch_size
 
 
 def test_reference_recipe_warns_that_it_looks_at_the_test_set(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
-    at.selectbox(key="train_recipe_seed").select("reference").run()
+    at.selectbox(key="train_recipe_fast").select("reference").run()
     assert any("TEST loss" in w.value for w in at.warning)
     assert at.number_input(key="train_reference_batch_size").value == 32
 
@@ -128,13 +140,13 @@ def test_train_page_without_data_says_how_to_fix_it_and_cannot_launch(
     monkeypatch.setenv("S7_DATA_DIR", str(tmp_path / "nothing-here"))
     at = _page("train")
     assert any("CIFAR-10 not found" in e.value and "S7_DATA_DIR" in e.value for e in at.main.error)
-    assert at.button[0].disabled
+    assert _launch_button(at).disabled
 
 
 def test_a_bad_setting_is_refused_with_its_reason(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
-    at.number_input(key="train_seed_momentum").set_value(0.0)
-    at.button[0].click().run()
+    at.number_input(key="train_fast_momentum").set_value(0.0)
+    _launch_button(at).click().run()
     assert not at.exception
     assert any("nesterov" in e.value and "momentum" in e.value for e in at.main.error)
     assert runs.list_runs() == []
@@ -143,7 +155,7 @@ def test_a_bad_setting_is_refused_with_its_reason(empty_runs: Path, with_data: P
 def test_a_validation_split_larger_than_the_data_is_refused_before_launch(empty_runs: Path, with_data: Path) -> None:
     at = _page("train")
     at.selectbox(key="train_network").select("tiny").run()  # the default recipe holds out 5,000 images
-    at.button[0].click().run()
+    _launch_button(at).click().run()
     assert not at.exception
     assert any("val_split 5000 would hold out every training image" in e.value for e in at.main.error)
     assert runs.list_runs() == []
@@ -156,11 +168,40 @@ def test_a_launch_beyond_the_limit_is_queued(empty_runs: Path, with_data: Path) 
     at.selectbox(key="train_network").select("tiny").run()
     at.number_input(key="train_default_val_split").set_value(0)  # the tiny data set has no images to spare
     at.text_input(key="train_run_name").input("second")
-    at.button[0].click().run()
+    _launch_button(at).click().run()
     assert any("queued" in i.value and "busy" in i.value for i in at.main.info)
     assert runs.run_info(empty_runs / "second").state == "queued"
     table = at.dataframe[-1].value
     assert dict(zip(table["run"], table["state"], strict=True)) == {"second": "queued", "busy": "running"}
+
+
+def test_a_queued_launch_keeps_the_view_on_the_run_that_trains(empty_runs: Path, with_data: Path) -> None:
+    busy = runs.create_run(get_preset("tiny"), TrainConfig(epochs=1), name="busy", data_dir=with_data)
+    playing_trainer(busy, os.getpid())
+    at = _page("train")
+    assert at.selectbox(key="train_watch_run").value == "busy"
+    assert at.main.subheader[0].value == "Runs"  # the live panel comes first while a run trains
+    at.selectbox(key="train_network").select("tiny").run()
+    at.number_input(key="train_default_val_split").set_value(0)
+    at.text_input(key="train_run_name").input("second")
+    _launch_button(at).click().run()
+    assert at.selectbox(key="train_watch_run").value == "busy"
+    queued = runs.run_info(empty_runs / "second")
+    assert queued.state == "queued" and queued.message.startswith("queued:")
+    at.selectbox(key="train_watch_run").set_value("second").run()
+    (bar,) = at.get("progress")
+    assert bar.proto.text == queued.message  # "queued: waiting for busy ...", not "queued: queued: ..."
+
+
+def test_the_time_estimate_comes_from_a_measured_speed(empty_runs: Path, with_data: Path) -> None:
+    at = _page("train")
+    at.selectbox(key="train_network").select("tiny").run()
+    at.button(key="train_measure").click().run()
+    assert not at.exception
+    (estimate,) = [m.value for m in at.main.markdown if m.value.startswith("**About ")]
+    epochs = get_recipe("default").config.epochs
+    assert f"for {epochs} epochs" in estimate
+    assert any("training images/s at batch" in c.value for c in at.main.caption)
 
 
 def test_the_stop_button_signals_the_training_process(empty_runs: Path, with_data: Path) -> None:
@@ -195,8 +236,10 @@ def test_results_page_shows_the_runs_accuracy(with_run: runs.RunInfo) -> None:
     assert at.multiselect(key="results_runs").value == ["tiny-one"]
     evaluation = runs.load_predictions(with_run.path)
     assert evaluation.accuracy == pytest.approx(with_run.best_accuracy, abs=1e-6)
-    assert _metric(at, "Best test accuracy") == [f"{with_run.best_accuracy:.2%}"]
-    assert _metric(at, "Final test accuracy") == [f"{with_run.final_accuracy:.2%}"]
+    assert _metric(at, "Test accuracy") == [f"{evaluation.accuracy:.2%}"]  # one figure, the saved evaluation's
+    assert not _metric(at, "Best test accuracy") and not _metric(at, "Final test accuracy")
+    label = "best checkpoint (epoch 1 of 1, by test accuracy), no test-time augmentation"
+    assert f"Test accuracy of the {label}." in [c.value for c in at.main.caption]
     assert any(f"test accuracy {evaluation.accuracy:.2%} on 100 images" in m.value for m in at.markdown)
     table = next(df.value for df in at.dataframe if "precision" in df.value.columns)
     assert table["class"].tolist() == list(evaluation.classes)
@@ -214,11 +257,41 @@ def test_results_page_compares_two_runs(
     shutil.copytree(Path(with_run.path), root / "tiny-one")
     shutil.copytree(Path(with_run.path), root / "tiny-two")
     monkeypatch.setenv("S7_RUNS_DIR", str(root))
+    config = root / "tiny-two" / "config.json"
+    data = json.loads(config.read_text())
+    data["train"]["lr"] = 0.123  # the second run differs by its learning rate
+    config.write_text(json.dumps(data))
     at = _page("results")
     at.multiselect(key="results_runs").set_value(["tiny-one", "tiny-two"]).run()
     assert not at.exception
-    assert len(_metric(at, "Best test accuracy")) == 2
+    assert len(_metric(at, "Test accuracy")) == 2
     assert sorted(at.selectbox(key="results_detail").options) == ["tiny-one", "tiny-two"]
+    differences = next(df.value for df in at.dataframe if "tiny-two" in df.value.columns)
+    lr_title = next(s.title for s in settings() if s.path == "lr")
+    assert differences.index.tolist() == [lr_title] and differences.loc[lr_title, "tiny-two"] == "0.123"
+    accuracy = next(f for f in _figures(at) if f["layout"]["title"]["text"] == "Accuracy")
+    colours = {t["line"]["color"] for t in accuracy["data"]}
+    assert len(colours) == 2 and accuracy["layout"]["xaxis"]["dtick"] == 1  # a colour a run; whole epochs
+
+
+def test_runs_that_differ_only_by_seed_are_drawn_as_a_band(
+    with_run: runs.RunInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    for i, name in enumerate(("seed-a", "seed-b")):
+        shutil.copytree(Path(with_run.path), root / name)
+        config = root / name / "config.json"
+        data = json.loads(config.read_text())
+        data["train"]["seed"] = i
+        config.write_text(json.dumps(data))
+    monkeypatch.setenv("S7_RUNS_DIR", str(root))
+    at = _page("results")
+    at.multiselect(key="results_runs").set_value(["seed-a", "seed-b"]).run()
+    assert not at.exception and at.toggle(key="results_group_seeds").value
+    accuracy = next(f for f in _figures(at) if f["layout"]["title"]["text"] == "Accuracy")
+    names = [t.get("name") for t in accuracy["data"] if t.get("showlegend") is not False]
+    assert names and all("and 1 more seeds" in n for n in names)
+    assert any(t.get("fill") == "toself" for t in accuracy["data"])
 
 
 def test_misclassified_filter_narrows_the_gallery(with_run: runs.RunInfo) -> None:
@@ -259,5 +332,23 @@ def test_a_gradcam_layer_tints_the_gallery(with_run: runs.RunInfo) -> None:
     assert picker.options[0] == "off" and picker.options[1].startswith("layer 0: conv 16 3x3")
     picker.select_index(len(picker.options) - 1).run()
     assert not at.exception
-    tinted = [i.proto.imgs[0].url for i in at.image]
-    assert len(tinted) == 24 and not set(plain) & set(tinted)
+    legend, *tinted = [i.proto.imgs[0].url for i in at.image]
+    assert at.image[0].proto.imgs[0].caption.startswith("Grad-CAM: none")  # the colours' legend comes first
+    assert len(tinted) == 24 and not set(plain) & set(tinted)  # each image now beside its overlay
+
+
+def test_a_diagonal_cell_shows_the_images_it_got_right(with_run: runs.RunInfo) -> None:
+    evaluation = runs.load_predictions(with_run.path)
+    right = int(np.argmax(np.diag(evaluation.confusion)))
+    name = evaluation.classes[right]
+    at = _page("misclassified")
+    at.selectbox(key="mis_true").select(name).run()
+    at.selectbox(key="mis_pred").select(name).run()
+    assert not at.exception
+    count = int(evaluation.confusion[right, right])
+    assert any(m.value.startswith(f"**{count:,}** correctly classified images of class {name}") for m in at.markdown)
+    assert len(at.image) == min(count, 24)
+    assert all(f"{name} → {name}" in i.proto.imgs[0].caption for i in at.image)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    (outline,) = chart["layout"]["shapes"]  # the chosen cell is outlined
+    assert (outline["x0"] + 0.5, outline["y0"] + 0.5) == (right, right)

@@ -32,10 +32,11 @@ def test_execute_run_fills_the_folder(tmp_path, data_dir):
     assert epoch_lines(run_dir) == [1, 2]
     info = run_info(run_dir)
     assert (info.state, info.epoch) == ("finished", 2)
-    assert info.best_accuracy == result.best_accuracy and info.final_accuracy == result.final_accuracy
+    assert info.best_accuracy == pytest.approx(result.best_accuracy, abs=1e-6)
+    assert info.final_accuracy == result.final_accuracy
     assert info.executor == "local" and info.started_at  # trained in the foreground: this process was its job
     predictions = load_predictions(run_dir)
-    assert predictions.count == 200 and predictions.accuracy == pytest.approx(result.best_accuracy, abs=1e-6)
+    assert predictions.count == 200 and predictions.accuracy == info.best_accuracy  # one figure, the saved one
     model = load_run_model(run_dir, "latest")
     assert not model.training and isinstance(next(model.parameters()), torch.Tensor)
     with pytest.raises(RunError, match="already trained all 2 epochs"):

@@ -16,7 +16,7 @@ from s7core.data import make_tiny_cifar10
 from s7core.recipes import get_recipe
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-RECIPE = "seed"  # the Train page opens on the edited seed net, whose own recipe is "seed"
+RECIPE = "fast"  # the Train page opens on the fast preset (the quick demo), whose own recipe is "fast"
 
 
 def field_paths() -> list[str]:

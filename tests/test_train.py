@@ -31,8 +31,9 @@ def micro_spec() -> NetworkSpec:
 
 
 def quick_config(**changes) -> TrainConfig:
-    """A config that learns the tiny set in a few epochs."""
+    """A config that learns the tiny set in a few epochs, in fp32: runs that are compared must not measure."""
     base = {"epochs": 3, "batch_size": 32, "lr": 0.05, "val_split": 0, "label_smoothing": 0.0, "weight_decay": 5e-4}
+    base["precision"] = "fp32"  # 'auto' would time fp32 against bf16, in each process on its own
     return TrainConfig(**{**base, **changes})
 
 

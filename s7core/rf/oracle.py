@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -196,3 +197,39 @@ def measured_rf(model: nn.Module, input_shape: tuple[int, int, int], layer: str 
     """RF side (height axis, inside the image) of the centre output unit, measured by back-propagation."""
     top, _, bottom, _ = measured_windows(model, input_shape, [layer])[0]
     return bottom - top + 1
+
+
+def measured_support(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    layer: str,
+    unit: tuple[int, int],
+    dtype: torch.dtype = torch.float64,
+) -> np.ndarray:
+    """An (H, W) bool map of the input pixels with a non-zero gradient for unit (row, col) of `layer`'s output.
+
+    Measured on the probe copy (see _probe_copy), where every path adds a positive amount, so the map is
+    exactly the set of pixels with a path to the unit; the model itself is not touched.
+    """
+    c, h, w = check_input_shape(input_shape)
+    probe = _probe_copy(model, dtype)
+    modules = dict(probe.named_modules())
+    if layer not in modules:
+        raise UserError(f"no module named '{layer}' in {type(model).__name__}; use a name from named_modules()")
+    outputs: dict[str, Any] = {}
+    modules[layer].register_forward_hook(lambda _m, _a, out: outputs.__setitem__(layer, out))  # the probe's own
+    x = torch.ones(1, c, h, w, dtype=dtype, requires_grad=True)
+    with torch.enable_grad():
+        probe(x)
+        out = outputs[layer]
+        while isinstance(out, (tuple, list)):
+            out = out[0]
+        row, col = unit
+        if out.ndim < 4 and (row, col) == (0, 0):  # a vector (a linear layer): its one "unit" is all of it
+            value = out[0].sum()
+        elif out.ndim == 4 and 0 <= row < out.shape[-2] and 0 <= col < out.shape[-1]:
+            value = out[0, :, row, col].sum()
+        else:
+            raise UserError(f"unit ({row}, {col}) is not a unit of the {tuple(out.shape)} output of {layer}")
+        (grad,) = torch.autograd.grad(value, x)
+    return (grad[0] != 0).any(dim=0).numpy()

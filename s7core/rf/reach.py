@@ -1,0 +1,121 @@
+"""Which input pixels can reach one unit: the exact set of pixels with a path to it, from the spec's layers.
+
+The RF box (s7core.rf.table.unit_window) is the span of a unit's window. Inside it, not every pixel need
+be read: stacked dilated convolutions skip pixels between their taps (the "gridding" holes), and a tap
+that lands on an intermediate layer's zero padding reads nothing further back. This module follows every
+tap of every layer backwards from one unit, per axis, and returns a map of the box:
+
+    REACHED   an image pixel with at least one path to the unit
+    PADDING   a position outside the image that the unit's window covers (zero padding)
+    HOLE      a pixel inside the box that no path reaches
+
+Per axis, output unit o of a window (kernel k, dilation d, stride s, padding p) reads input units
+o*s - p + t*d for t = 0..k-1. A 2-d window reads every (row, column) pair of taps, so the reached set of a
+unit is the product of a reached set of rows and one of columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from s7core.errors import UserError
+from s7core.rf.table import RFRecord, unit_window
+from s7core.spec import NetworkSpec, layer
+
+HOLE, REACHED, PADDING = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ReachMap:
+    """The pixels one unit can reach, over its RF box; `codes[i, j]` is the pixel (top + i, left + j)."""
+
+    name: str  # the layer's table label ('7', '7.depthwise')
+    row: int
+    col: int
+    top: int  # input-pixel coordinates of codes[0, 0]; negative where the box starts on padding
+    left: int
+    codes: np.ndarray  # (rf, rf) uint8: HOLE, REACHED or PADDING
+
+    @property
+    def reached(self) -> int:
+        """How many image pixels have a path to the unit."""
+        return int((self.codes == REACHED).sum())
+
+    @property
+    def holes(self) -> int:
+        """How many image pixels inside the box no path reaches."""
+        return int((self.codes == HOLE).sum())
+
+    @property
+    def padding(self) -> int:
+        """How many positions of the box lie on zero padding, outside the image."""
+        return int((self.codes == PADDING).sum())
+
+    def image_mask(self, image_size: int) -> np.ndarray:
+        """An (image_size, image_size) bool map of the image pixels with a path to the unit."""
+        mask = np.zeros((image_size, image_size), dtype=bool)
+        rows, cols = np.nonzero(self.codes == REACHED)
+        mask[rows + self.top, cols + self.left] = True
+        return mask
+
+
+def _taps(units: set[int], record: RFRecord) -> set[int]:
+    """The input units that the output units `units` of one window read (bounds not checked)."""
+    k, d, s, p = record.kernel, record.dilation, record.stride, record.padding
+    return {o * s - p + t * d for o in units for t in range(k)}
+
+
+def _axis(records: list[RFRecord], index: int, unit: int) -> tuple[set[int], set[int]]:
+    """(reached, window) input positions along one axis of unit `unit` of record `index`.
+
+    `reached` drops a position that falls on an intermediate layer's padding (nothing lies behind it);
+    `window` keeps every position, so its span is the RF box.
+    """
+    reached, window = {unit}, {unit}
+    for record in reversed(records[1 : index + 1]):
+        reached = {i for i in _taps(reached, record) if 0 <= i < record.size_in}
+        window = _taps(window, record)
+    return reached, window
+
+
+def reachable_pixels(records: list[RFRecord], index: int, row: int, col: int) -> ReachMap:
+    """The reach map of output unit (row, col) of `records[index]` (an RF table from s7core.rf.table)."""
+    if not 1 <= index < len(records):
+        raise UserError(f"layer {index} is not a row of the RF table: pick one from 1 to {len(records) - 1}")
+    record = records[index]
+    size = records[0].size_out
+    box = unit_window(record, row, col, size)  # checks the unit lies inside the layer's output
+    rows_hit, rows_window = _axis(records, index, row)
+    cols_hit, cols_window = _axis(records, index, col)
+    height, width = box.bottom - box.top + 1, box.right - box.left + 1
+    if (min(rows_window), max(rows_window), min(cols_window), max(cols_window)) != (
+        box.top,
+        box.bottom,
+        box.left,
+        box.right,
+    ):  # the two computations are independent; a mismatch is a bug, not a user's mistake
+        raise AssertionError(f"reach of {record.name} disagrees with its RF box")
+    codes = np.full((height, width), HOLE, dtype=np.uint8)
+    outside_r = np.array([not 0 <= box.top + i < size for i in range(height)])
+    outside_c = np.array([not 0 <= box.left + j < size for j in range(width)])
+    in_window_r = np.array([box.top + i in rows_window for i in range(height)])
+    in_window_c = np.array([box.left + j in cols_window for j in range(width)])
+    hit_r = np.array([box.top + i in rows_hit for i in range(height)])
+    hit_c = np.array([box.left + j in cols_hit for j in range(width)])
+    codes[np.outer(in_window_r, in_window_c) & (outside_r[:, None] | outside_c[None, :])] = PADDING
+    codes[np.outer(hit_r, hit_c)] = REACHED
+    return ReachMap(record.name, row, col, box.top, box.left, codes)
+
+
+def gridding_example() -> NetworkSpec:
+    """A network whose units have holes: three 3x3 convs with dilation 2 straight on the image.
+
+    Each conv reads every second pixel, and nothing in between fills the gaps, so a unit of the third conv
+    reaches one pixel in four of its 13x13 box: the gridding that a dense layer before the dilated ones
+    (as in the presets) avoids.
+    """
+    dilated = [layer("conv", channels=16, kernel=3, padding=2, dilation=2) for _ in range(3)]
+    head = [layer("gap"), layer("conv", channels=10, kernel=1, bias=True), layer("flatten")]
+    return NetworkSpec(tuple(dilated + head), "gridding", "Three dilated 3x3 convs on the image: see the holes.")

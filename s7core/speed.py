@@ -1,0 +1,138 @@
+"""How long a run will take on this machine: a short measured speed of the network, and the estimate from it.
+
+`measure_speed` times a few real training steps (random images through the run's own augmentation,
+optimizer, precision and memory layout) and a test-set style evaluation batch, on the device the config
+names. It takes a few seconds, so results are kept per network and setting for the life of the process.
+`estimate_run` turns a speed into the time of a whole run: every epoch's training images, the validation
+and test evaluations the config asks for, and the final evaluation of the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from s7core.config import TrainConfig
+from s7core.data import augment_batch
+from s7core.device import autocast, choose_precision, resolve_device
+from s7core.evaluate import predict_logits
+from s7core.model import build_model
+from s7core.spec import NetworkSpec
+from s7core.train import make_optimizer
+
+MEASURE_STEPS = 3  # timed training steps, after one warm-up step
+MEASURE_BATCH_CAP = 256  # images a step at most: per-image cost levels off well below the larger batches
+EVAL_BATCH = 256
+TEST_IMAGES = 10_000  # the CIFAR-10 test set, evaluated after the run and whenever the config asks
+_cache: dict[str, Speed] = {}
+_lock = threading.Lock()  # one measurement at a time: two at once would each time the other's load
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Measured training and evaluation throughput of one network and config on this machine."""
+
+    train_images_per_s: float
+    eval_images_per_s: float  # test-time augmentation views counted as one image
+    batch: int  # the batch the steps were timed at
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """The expected time of a run, and where it goes."""
+
+    total_s: float
+    epoch_s: float  # training plus the evaluations of an average epoch
+    train_images: int  # images trained on per epoch
+    evaluations: int  # test-set evaluations over the run, the final one included
+
+
+def _key(spec: NetworkSpec, config: TrainConfig) -> str:
+    """What the speed depends on: the network and the settings that change the work per image."""
+    c = config
+    parts = [spec.to_dict(), c.batch_size, c.precision, c.channels_last, c.device, c.optimizer, c.ema > 0]
+    return json.dumps([*parts, c.tta_flip, c.tta_shift, dataclasses.asdict(c.augment)], sort_keys=True)
+
+
+def measure_speed(spec: NetworkSpec, config: TrainConfig) -> Speed:
+    """Training and evaluation images per second of `spec` with `config` here (kept per network and setting)."""
+    key = _key(spec, config)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = _measure(spec, config)
+        return _cache[key]
+
+
+def _measure(spec: NetworkSpec, config: TrainConfig) -> Speed:
+    device = resolve_device(config.device)
+    batch = min(config.batch_size, MEASURE_BATCH_CAP)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(0)
+        model = build_model(spec).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        # the precision the trainer will take: for 'auto' on the CPU, the one its own measurement picks
+        choice = choose_precision(config.precision, device, model, spec.input_shape, batch, config.channels_last)
+        precision = choice.precision
+        optimizer = make_optimizer(model, config)
+        c, h, w = spec.input_shape
+        images = torch.randint(0, 256, (batch, c, h, w), dtype=torch.uint8, device=device)
+        labels = torch.randint(0, spec.num_classes, (batch,), device=device)
+        generator = torch.Generator(device).manual_seed(0)
+        model.train()
+        for i in range(MEASURE_STEPS + 1):
+            if i == 1:  # the first step pays for one-off set-up (allocations, kernel choice)
+                start = time.perf_counter()
+            x = augment_batch(images, config.augment, generator)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(x).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        train_rate = MEASURE_STEPS * batch / (time.perf_counter() - start)
+        eval_images = torch.randint(0, 256, (EVAL_BATCH, c, h, w), dtype=torch.uint8, device=device)
+        start = time.perf_counter()
+        predict_logits(
+            model, eval_images, batch_size=EVAL_BATCH, precision=precision, tta_flip=config.tta_flip,
+            tta_shift=config.tta_shift, channels_last=config.channels_last,
+        )  # fmt: skip
+        _sync(device)
+        eval_rate = EVAL_BATCH / (time.perf_counter() - start)
+    return Speed(train_rate, eval_rate, batch, str(device), precision)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def estimate_run(config: TrainConfig, speed: Speed, train_images: int) -> RunEstimate:
+    """The time a run of `config` takes at `speed` on a data set of `train_images` training images."""
+    c = config
+    fit = max(train_images - c.val_split, 0)
+    batch = min(c.batch_size, fit) or 1
+    steps_per_epoch = max(fit // batch, 1)
+    total_steps = c.epochs * steps_per_epoch
+    if c.max_steps:
+        total_steps = min(total_steps, c.max_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    # A test evaluation runs every eval_every epochs and at the end; with a validation split, also after
+    # every epoch that improves on it (most of them early on), and every epoch when the schedule watches it.
+    every = c.plateau_on_test or c.val_split > 0
+    tests = epochs if every else sum(1 for e in range(1, epochs + 1) if e % c.eval_every == 0 or e == epochs)
+    evaluations = tests + 1  # the finished run's best checkpoint is evaluated once more
+    eval_images = epochs * c.val_split + evaluations * TEST_IMAGES
+    total = total_steps * batch / speed.train_images_per_s + eval_images / speed.eval_images_per_s
+    return RunEstimate(total, total / epochs, steps_per_epoch * batch, evaluations)
