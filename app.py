@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages._classroom import gate, sign_in_page
 from pages._display import css
 from pages._shared import SHELL_KEY, load_network_from_query, show_error, sidebar
 from s7core.priority import as_page_thread
@@ -24,14 +25,22 @@ PAGES = [
     ("pages/train.py", "Train", ":material/model_training:", "train"),
     ("pages/results.py", "Results", ":material/leaderboard:", "results"),
     ("pages/misclassified.py", "Misclassified", ":material/image_search:", "misclassified"),
+    ("pages/leaderboard.py", "Leaderboard", ":material/trophy:", "leaderboard"),
 ]
+CLASS_PAGES = [("pages/class.py", "Class", ":material/school:", "class")]  # a signed-in teacher's only
 
 st.set_page_config(page_title="s7: small convnets on CIFAR-10", page_icon=":material/grid_on:", layout="wide")
 
+# Class mode: until someone signs in, the sign-in page is the only page there is, whatever address was asked for.
+user = gate()
+if user is None:
+    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="sign_in")]).run()
+    st.stop()
+shown = PAGES + (CLASS_PAGES if user.signed_in and user.is_teacher else [])
 # The default page is served at / (its url_path only has to be unique), so its own name goes to the alias below.
 pages = [
     st.Page(path, title=title, icon=icon, url_path=f"{url}-start" if i == 0 else url, default=i == 0)
-    for i, (path, title, icon, url) in enumerate(PAGES)
+    for i, (path, title, icon, url) in enumerate(shown)
     if (ROOT / path).is_file()
 ]
 

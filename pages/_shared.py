@@ -256,7 +256,13 @@ def summary(spec: NetworkSpec):
 
 
 def rule_settings_dict() -> dict[str, Any]:
-    """The assignment's thresholds in force (teachers change them on the Architecture page)."""
+    """The assignment's thresholds in force: in class mode the class's (set by the teacher), else this session's
+    (changed on the Architecture page)."""
+    from pages._classroom import class_thresholds
+
+    fixed = class_thresholds()
+    if fixed is not None:
+        return fixed
     if RULES_KEY not in st.session_state:
         st.session_state[RULES_KEY] = dict(DEFAULT_RULES)
     return st.session_state[RULES_KEY]
@@ -303,7 +309,11 @@ def predictions(run_dir: str) -> Evaluation | None:
 
 
 def data_dir_setting() -> str | None:
-    """The data folder typed in the sidebar, or None to use S7_DATA_DIR / the default."""
+    """The data folder typed in the sidebar (in class mode the class's), or None to use S7_DATA_DIR / the default."""
+    from pages._classroom import class_mode, class_settings
+
+    if class_mode():
+        return class_settings().data_dir
     text = (st.session_state.get(DATA_DIR_KEY) or "").strip()
     return text or None
 
@@ -337,6 +347,11 @@ def device_name() -> str:
 
 
 def _sidebar_data() -> None:
+    from pages._classroom import class_mode, is_teacher
+
+    if class_mode():  # the class's folder: a teacher sets it on the Class page; students never see a server path
+        _sidebar_class_data(is_teacher())
+        return
     st.text_input(
         "Data folder",
         key=DATA_DIR_KEY,
@@ -353,6 +368,20 @@ def _sidebar_data() -> None:
         st.success(f"CIFAR-10 found ({status.format}) at `{status.path}`", icon=":material/database:")
     else:
         st.warning(status.message, icon=":material/folder_off:")
+
+
+def _sidebar_class_data(teacher: bool) -> None:
+    try:
+        status = data_status()
+    except UserError as err:
+        show_error(err if teacher else "The class's data set cannot be read: tell your teacher.", st.sidebar)
+        return
+    if status.found:
+        where = f" at `{status.path}` (set on the Class page)" if teacher else ""
+        st.success(f"CIFAR-10 ready{where}", icon=":material/database:")
+    else:
+        st.warning(status.message if teacher else "The class's data set is not there yet: tell your teacher.",
+                   icon=":material/folder_off:")  # fmt: skip
 
 
 def _sidebar_network() -> None:
@@ -405,8 +434,12 @@ def _sidebar_executor() -> None:
 
 
 def sidebar() -> None:
-    """The shared sidebar: the network being edited, the data folder, the device, where runs train."""
+    """The shared sidebar: who is signed in (class mode), the network being edited, the data folder, the device,
+    where runs train."""
+    from pages._classroom import sidebar_user
+
     with st.sidebar:
+        sidebar_user()
         from pages._display import toggle
 
         toggle()

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from pages import _display as dp
 from pages import _shared as sh
+from pages._classroom import class_thresholds
 from s7core.edits import blame_edit
 from s7core.errors import UserError
 from s7core.links import spec_to_link
@@ -313,6 +314,8 @@ def _rule_badges(spec) -> None:
         st.markdown(f":{color}-badge[{icon} {result.title}] :small[{result.reason}]")
     with st.expander("Assignment thresholds"):
         settings = sh.rule_settings_dict()
+        if class_thresholds() is not None:
+            st.caption("Set for the whole class by the teacher (on the Class page).")
         st.number_input(
             "Parameters below", min_value=1, max_value=MAX_PARAMS_LIMIT, step=50_000, **_setting(settings, "max_params")
         )
@@ -323,12 +326,13 @@ def _rule_badges(spec) -> None:
 
 def _setting(settings: dict, name: str) -> dict:
     """Widget arguments that show `settings[name]` and write changes back before the rerun."""
-    key = f"arch_rule_{name}"
+    fixed = class_thresholds() is not None
+    key = f"arch_rule_{name}" + (f"_class_{settings[name]}" if fixed else "")  # follows the teacher's changes
 
     def store() -> None:
         settings[name] = st.session_state[key]
 
-    return dict(value=settings[name], key=key, on_change=store)
+    return dict(value=settings[name], key=key, on_change=store, disabled=fixed)
 
 
 # ---------------------------------------------------------------- the RF picture

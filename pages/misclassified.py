@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
+from pages._classroom import user_runs
 from pages._shared import ensure_shell, has_predictions, predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
@@ -41,7 +42,7 @@ def run_model(run_dir: str, mtime: float):
 
 def choose_run() -> runs.RunInfo | None:
     """A run that has saved test predictions (i.e. finished)."""
-    done = [i for i in runs.list_runs() if has_predictions(i.path)]
+    done = [i for i in user_runs().list() if has_predictions(i.path)]  # a student's own; a teacher's all
     if not done:
         st.info("No finished run yet: launch one on the Train page; its mistakes show up here when it ends.")
         return None

@@ -306,10 +306,11 @@ def _trained_erf_at(
 
 def _same_network_runs(spec) -> tuple[list, list]:
     """Finished runs of this very network, and finished runs of other networks."""
-    from s7core.runs import list_runs, read_run_config
+    from pages._classroom import user_runs
+    from s7core.runs import read_run_config
 
     same, other = [], []
-    for run in (r for r in list_runs() if r.state == "finished"):
+    for run in (r for r in user_runs().list() if r.state == "finished"):  # a student's own; a teacher's all
         try:
             run_spec = read_run_config(run.path)[0]
         except UserError:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
+from pages._classroom import user_runs
 from pages._shared import ensure_shell, predictions, show_error
 from s7core import runs
 from s7core.compare import differing_settings, mean_band, named_accuracy, seed_groups
@@ -172,12 +173,12 @@ def class_table(ev: Evaluation) -> None:
 def downloads(info: runs.RunInfo) -> None:
     """The metrics as CSV and the trained weights (checkpoint file) of one run."""
     cols = st.columns(2)
-    metrics = pd.DataFrame(runs.read_metrics(info.path))
+    metrics = pd.DataFrame(user_runs().metrics(info.name))  # checked: the run's owner or a teacher
     cols[0].download_button(
         "Metrics (CSV)", metrics.to_csv(index=False), f"{info.name}-metrics.csv", "text/csv",
         icon=":material/download:", on_click="ignore", key=f"dl_metrics_{info.name}",
     )  # fmt: skip
-    ckpt = runs.checkpoint_path(info.path)
+    ckpt = user_runs().checkpoint(info.name)
     if ckpt is not None:
         cols[1].download_button(
             f"Weights ({ckpt.name}, {ckpt.stat().st_size / 1e6:.1f} MB)", ckpt.read_bytes, f"{info.name}-{ckpt.name}",
@@ -210,7 +211,7 @@ ensure_shell()  # a first request for this page's own address still gets app.py'
 st.title("Results")
 st.caption("Compare runs: their accuracy, their curves, and which classes they get wrong.")
 try:
-    chosen = choose_runs(runs.list_runs())
+    chosen = choose_runs(user_runs().list())  # a student's own runs; every run for a teacher
     if chosen:
         configs = _configs(chosen)
         headline(chosen, configs)

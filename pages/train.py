@@ -14,8 +14,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
+from pages._classroom import class_mode, class_settings, data_problem, user_runs
 from pages._shared import data_dir, data_status, device_name, ensure_shell, get_spec, show_error, spec_key, summary
 from s7core import runs
+from s7core.classroom import Action
 from s7core.config import Resources, Setting, TrainConfig, resource_settings, settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES, default_recipe
@@ -107,15 +109,14 @@ def _launch(spec, base: TrainConfig, recipe: str, default_slots: int) -> None:
     try:
         config = TrainConfig.from_dict(_form_values(base, f"train_{recipe}"))
         resources = Resources.from_dict(asked)
-        executor = runs.get_executor(max_concurrent=max_concurrent)
-        executor.check_launch(resources)  # before a run folder is made for a request that can never run
-        run_dir = runs.create_run(spec, config, name=name or None, data_dir=data_dir(), recipe=recipe)
-        status = executor.start(run_dir, resources)
+        where = None if class_mode() else data_dir()  # in class mode the class's folder, chosen in s7core
+        access = user_runs()  # checks who may launch, and the class's limits, in s7core
+        run_dir, status = access.launch(spec, config, name or None, recipe, where, max_concurrent, resources)
     except UserError as err:
         st.session_state[FLASH_KEY] = ("error", str(err))
         return
     watched = st.session_state.get(WATCH_KEY)
-    busy = watched is not None and any(i.name == watched and i.state == "running" for i in runs.list_runs())
+    busy = watched is not None and any(i.name == watched and i.state == "running" for i in access.list())
     if status.state != "queued" or not busy:  # a queued launch leaves the view on the run that is training
         st.session_state[WATCH_KEY] = run_dir.name
     if status.state == "queued":
@@ -205,7 +206,7 @@ def launch_section() -> None:
     """Network, recipe and settings; the launch button."""
     status = data_status()
     if not status.found:
-        show_error(f"{status.message}. Set the data folder in the sidebar, then launch.")
+        show_error(data_problem(f"{status.message}. Set the data folder in the sidebar, then launch."))
     left, right = st.columns([2, 3])
     with left:
         spec = _choose_network()
@@ -221,7 +222,11 @@ def launch_section() -> None:
             st.info(text, icon=":material/menu_book:")
         _estimate(spec, _submitted_config(recipe.config, f"train_{recipe_name}"))
         default_slots = 1 if device_name() == "CPU" else 2
-        if runs.executor_name() == LOCAL:  # on a cluster, Ray queues runs by the resources they ask for
+        if class_mode():  # the class's limits, set by the teacher
+            limits = class_settings()
+            st.caption(f"The class trains {limits.max_concurrent} run(s) at once; each student may have "
+                       f"{limits.max_active_per_student} queued or running.")  # fmt: skip
+        elif runs.executor_name() == LOCAL:  # on a cluster, Ray queues runs by the resources they ask for
             st.number_input(
                 "Runs at once", 1, 8, default_slots, key="train_max_concurrent",
                 help="At most this many runs train together; a further launch waits in the queue.",
@@ -284,29 +289,29 @@ def _figures(info: runs.RunInfo, rows: list[dict], steps: list[dict]) -> None:
     cols[3].metric("Best test accuracy", f"{best:.2%}" if best is not None else "—")
 
 
-def _stop(path: str) -> None:
+def _stop(name: str) -> None:
     try:
-        st.toast(runs.executor_for(path).stop(path).message)
+        st.toast(user_runs().stop(name).message)
     except UserError as err:
         st.toast(str(err), icon=":material/error:")
 
 
-def _resume(path: str, name: str) -> None:
+def _resume(name: str) -> None:
     try:
-        executor = runs.get_executor(max_concurrent=st.session_state.get("train_max_concurrent", 1))
-        st.toast(f"{name}: {executor.start(path).state}")
+        slots = st.session_state.get("train_max_concurrent", 1)
+        st.toast(f"{name}: {user_runs().resume(name, slots).state}")
     except UserError as err:
         st.toast(str(err), icon=":material/error:")
 
 
 def _buttons(info: runs.RunInfo) -> None:
     """Stop an active run, resume a stopped or failed one (callbacks: each acts once, before the script)."""
-    if info.state in ACTIVE:
-        st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}", on_click=_stop, args=(info.path,))
-    if info.state in ("stopped", "failed") and info.epoch < info.epochs:
+    access = user_runs()  # a button only where s7core would allow it (and it checks again when clicked)
+    if info.state in ACTIVE and access.may(Action.STOP, info):
+        st.button("Stop", icon=":material/stop:", key=f"stop_{info.name}", on_click=_stop, args=(info.name,))
+    if info.state in ("stopped", "failed") and info.epoch < info.epochs and access.may(Action.RESUME, info):
         st.button(
-            "Resume", icon=":material/replay:", key=f"resume_{info.name}", on_click=_resume,
-            args=(info.path, info.name),
+            "Resume", icon=":material/replay:", key=f"resume_{info.name}", on_click=_resume, args=(info.name,),
         )  # fmt: skip
 
 
@@ -345,8 +350,9 @@ def runs_table(infos: list[runs.RunInfo]) -> None:
     """Every run with its state, newest first."""
     table = pd.DataFrame(
         [
-            dict(run=i.name, state=str(i.state), epoch=f"{i.epoch}/{i.epochs}", best=i.best_accuracy,
-                 network=i.preset, recipe=i.recipe or "custom", created=_local_time(i.created), message=i.message)
+            dict(run=i.name, owner=i.owner or "—", state=str(i.state), epoch=f"{i.epoch}/{i.epochs}",
+                 best=i.best_accuracy, network=i.preset, recipe=i.recipe or "custom", created=_local_time(i.created),
+                 message=i.message)
             for i in infos
         ]
     )  # fmt: skip
@@ -372,7 +378,8 @@ def _default_watch(infos: list[runs.RunInfo]) -> str:
 
 def live_section() -> None:
     """The watched run and the run list; refreshed every second while any run is queued or running."""
-    infos = runs.list_runs()
+    access = user_runs()
+    infos = access.list()  # a student's own runs; every run for a teacher
     if not infos:
         st.info("No runs yet: launch one below. It trains in the background and appears here.")
         return
@@ -384,8 +391,8 @@ def live_section() -> None:
 
     @st.fragment(run_every=1 if active else None)
     def live() -> None:
-        runs.refresh_runs()  # start queued runs, fail those whose process or job has gone
-        now = runs.list_runs()
+        access.refresh()  # start queued runs, fail those whose process or job has gone
+        now = access.list()
         watched = [i for i in now if i.name == name]
         if watched:
             watch_run(Path(watched[0].path))
@@ -413,7 +420,7 @@ st.caption(
     "this tab closes and every tab sees it."
 )
 try:
-    busy = any(i.state in ACTIVE for i in runs.list_runs())
+    busy = any(i.state in ACTIVE for i in user_runs().list())
 except UserError as err:
     show_error(err)
     busy = False

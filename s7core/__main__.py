@@ -12,7 +12,7 @@ from s7core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from s7core import cli_design, cli_runs, cli_train
+    from s7core import cli_class, cli_design, cli_runs, cli_train
 
     parser = argparse.ArgumentParser(
         prog="python -m s7core", description="s7: design, check and train small CIFAR-10 convnets."
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_design.register(sub)
     cli_train.register(sub)
     cli_runs.register(sub)
+    cli_class.register(sub)
     return parser
 
 

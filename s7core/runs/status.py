@@ -106,6 +106,7 @@ class RunInfo(RunStatus):
     created: str = ""  # ISO 8601, UTC
     preset: str = "?"  # the spec's name
     recipe: str | None = None
+    owner: str | None = None  # the user the run belongs to; None for a run made outside class mode
 
 
 def progress_fraction(info: RunInfo, last_step: dict | None = None) -> float:

@@ -2,7 +2,7 @@
 
 A run is a folder under the runs root (`./runs`, or $S7_RUNS_DIR):
 
-    config.json            spec, training config, data folder, versions, creation time (written once)
+    config.json            spec, training config, data folder, versions, creation time, owner (written once)
     status.json            a RunStatus (status.py): state, progress, accuracies, message, executor (atomic)
     metrics.jsonl          one JSON line per epoch, and a step line every few seconds (append + fsync)
     checkpoint_latest.pt   written at every epoch end and on stop (atomic); resuming continues from it
@@ -149,6 +149,7 @@ class RunFolder:
             created=config.get("created", ""),
             preset=spec.get("name", "?"),
             recipe=config.get("recipe"),
+            owner=config.get("owner"),
         )
 
     def read_metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
@@ -335,8 +336,12 @@ def create_run(
     name: str | None = None,
     data_dir: str | os.PathLike | None = None,
     recipe: str | None = None,
+    owner: str | None = None,
 ) -> Path:
-    """Make a new run folder with its config.json and a 'stopped' (not started) status; returns its path."""
+    """Make a new run folder with its config.json and a 'stopped' (not started) status; returns its path.
+
+    `owner` names the user the run belongs to (s7core.classroom checks it); None: no one's, a teacher's to manage.
+    """
     _check_val_split(config, data_dir)
     root = runs_root(runs_dir)
     try:
@@ -351,6 +356,7 @@ def create_run(
         "recipe": recipe,
         "data_dir": str(resolve_data_dir(data_dir).resolve()),
         "created": now(),
+        "owner": owner,
         "versions": {"s7core": s7core.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     write_json_atomic(folder.path / CONFIG_FILE, config_data)
