@@ -172,17 +172,27 @@ def _stop_runs(runs_dir: Path) -> None:
                 executor.wait(info.path, timeout_s=20)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`streamlit run app.py` on a free port over a tiny data set; its process group is ended afterwards."""
-    _browser_or_skip()
-    tmp = tmp_path_factory.mktemp("browser")
-    data = Path(REAL_DATA) if REAL_DATA else make_tiny_cifar10(tmp / "data", n_train=256, n_test=100)
-    runs_dir = tmp / "runs"
-    port, log = _free_port(), tmp / "streamlit.log"
+def stop_group(proc: subprocess.Popen) -> None:
+    """End a server a test started, by its own process group: SIGTERM, then SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def streamlit_app(tmp: Path, data: Path) -> Iterator[tuple[str, Path]]:
+    """`streamlit run app.py` on a free port of 127.0.0.1 over `data`: (its address, its runs folder).
+
+    Afterwards the runs still training are stopped and the server's process group is ended.
+    """
+    runs_dir, port, log = tmp / "runs", _free_port(), tmp / "streamlit.log"
     env = {**os.environ, "S7_DATA_DIR": str(data), "S7_RUNS_DIR": str(runs_dir), "XDG_CACHE_HOME": str(tmp / "cache")}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]  # fmt: skip
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
+               "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -193,13 +203,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         yield url, runs_dir
     finally:
         _stop_runs(runs_dir)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The app over a tiny data set (or the full one where it is beside the repository)."""
+    _browser_or_skip()
+    tmp = tmp_path_factory.mktemp("browser")
+    data = Path(REAL_DATA) if REAL_DATA else make_tiny_cifar10(tmp / "data", n_train=256, n_test=100)
+    with streamlit_app(tmp, data) as served:
+        yield served
 
 
 # ---------------------------------------------------------------- page helpers

@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from test_browser import (
     _set_number,
     _stop_runs,
     _wait_until_serving,
+    stop_group,
 )
 
 from s7core import runs
@@ -52,17 +52,6 @@ TEACHER = "tess@school.org"
 ROSTER_USER, ROSTER_PASSWORD = "carol", "carol-secret"  # a class account beside the identity provider
 SIDEBAR = '[data-testid="stSidebar"]'
 MAIN = '[data-testid="stMain"]'
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End a server this test started, by its own process group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def _wait_for_provider(url: str, proc: subprocess.Popen, timeout_s: float = 30) -> None:
@@ -125,8 +114,8 @@ def class_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     finally:
         _stop_runs(runs_dir)
         if app is not None:
-            _stop(app)
-        _stop(provider)
+            stop_group(app)
+        stop_group(provider)
 
 
 def _shoot(page, name: str) -> Path:

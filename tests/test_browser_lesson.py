@@ -9,11 +9,6 @@ go to tests/artifacts/ (lesson-*.png). Skipped without chromium and playwright, 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +19,8 @@ from test_browser import (
     CHROMIUM_ARGS,
     IDLE,
     _browser_or_skip,
-    _free_port,
     _set_number,
-    _stop_runs,
-    _wait_until_serving,
+    streamlit_app,
 )
 
 from s7core import runs
@@ -60,31 +53,11 @@ CHART_POINTS = """() => {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`streamlit run app.py` on a free port of 127.0.0.1; its process group is ended afterwards."""
+    """The app over a tiny data set whose epochs last seconds, not a blink."""
     _browser_or_skip()
     tmp = tmp_path_factory.mktemp("lesson")
-    data = make_tiny_cifar10(tmp / "data", n_train=6000, n_test=200)  # a fast epoch: seconds, not a blink
-    runs_dir, port, log = tmp / "runs", _free_port(), tmp / "streamlit.log"
-    env = {**os.environ, "S7_DATA_DIR": str(data), "S7_RUNS_DIR": str(runs_dir), "XDG_CACHE_HOME": str(tmp / "cache")}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-               "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_serving(url, proc, log)
-        yield url, runs_dir
-    finally:
-        _stop_runs(runs_dir)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    with streamlit_app(tmp, make_tiny_cifar10(tmp / "data", n_train=6000, n_test=200)) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
