@@ -23,6 +23,12 @@ MAX_SPEC_BYTES = 1_000_000  # the JSON text of a spec; the largest preset is und
 MAX_SPEC_DEPTH = 6  # objects and lists inside one another; a spec needs 3 (spec, layers list, layer)
 MAX_NUMBER_DIGITS = 40  # characters of one number; longer ones are refused before Python converts them
 MAX_NAME_CHARS = 200  # the spec's name; its description may be 50 times longer
+# Limits on what a valid spec may cost, counted from the spec alone before any torch module is built, so that no
+# page or command builds a model that exhausts the server. Each is far above every preset (the largest, `seed`:
+# 0.93 million parameters, 159 million multiply-adds, 1.3 million activation values).
+MAX_PARAMS = 50_000_000  # weights and biases
+MAX_MULT_ADDS = 20_000_000_000  # for one image, forward pass
+MAX_ACTIVATIONS = 32_000_000  # values every layer outputs for one image (256 MB to train on it: fp32, with gradients)
 
 # What each layer type accepts, with its defaults. `REQUIRED` marks a field without one.
 REQUIRED = object()
@@ -362,6 +368,96 @@ def _next_shape(position: int, lay: Layer, shape: Shape) -> Shape:
     return shape  # bn, activations, dropout keep the shape
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What a layer (or a whole network) costs, from its shapes alone: PyTorch's own counts, without building it."""
+
+    params: int = 0  # weights and biases (BN's scale and shift; not its running statistics)
+    mult_adds: int = 0  # multiply-adds of one image's forward pass (convolutions and linear layers)
+    activations: int = 0  # values the layer's modules output for one image (a sepconv's depthwise part too)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.params + other.params, self.mult_adds + other.mult_adds, self.activations + other.activations)
+
+
+def layer_cost(lay: Layer, shape_in: Shape, shape_out: Shape) -> Cost:
+    """The cost of one layer that takes `shape_in` to `shape_out` (both from infer_shapes)."""
+    c_in, c_out, pixels = shape_in.channels, shape_out.channels, (shape_out.size or 1) ** 2
+    bias = c_out if lay.bias else 0
+    if lay.type == "conv":
+        weights = c_out * (c_in // lay.groups) * lay.kernel**2
+        return Cost(weights + bias, weights * pixels, shape_out.numel)
+    if lay.type == "sepconv":
+        depthwise, pointwise = c_in * lay.kernel**2, c_in * c_out
+        return Cost(depthwise + pointwise + bias, (depthwise + pointwise) * pixels, c_in * pixels + shape_out.numel)
+    if lay.type == "linear":
+        return Cost(c_in * c_out + bias, c_in * c_out, c_out)
+    if lay.type == "bn":
+        return Cost(2 * c_in, 0, shape_out.numel)
+    return Cost(0, 0, shape_out.numel)
+
+
+def network_cost(spec: NetworkSpec) -> Cost:
+    """The whole network's cost: parameters, multiply-adds and activation values for one image (validates it)."""
+    shapes = infer_shapes(spec)
+    return sum((layer_cost(lay, shapes[i], shapes[i + 1]) for i, lay in enumerate(spec.layers)), Cost())
+
+
+def _amount(n: int, digits: int = 3) -> str:
+    """A count in words a student reads at a glance: '1.2 billion', '50 million', '12,345'."""
+    for size, word in ((10**9, "billion"), (10**6, "million")):
+        if n >= size:
+            return f"{n / size:.{digits}g} {word}"
+    return f"{n:,}"
+
+
+def _over(total: int, limit: int) -> tuple[str, str]:
+    """`total` and `limit` in words, with as many digits as it takes to tell them apart."""
+    for digits in (3, 4, 5, 6, 7):
+        if _amount(total, digits) != _amount(limit):
+            return _amount(total, digits), _amount(limit)
+    return f"{total:,}", f"{limit:,}"
+
+
+def _what_it_adds(lay: Layer, shape_in: Shape, shape_out: Shape, at: str = "") -> str:
+    """The layer's own fields that make it costly (`at` the pixels it works on), with the verb that follows."""
+    if lay.type in ("conv", "sepconv"):
+        kernel = f"{lay.kernel}x{lay.kernel}"
+        return f"{lay.channels:,} channels with a {kernel} kernel on {shape_in.channels:,} input channels{at} bring"
+    if lay.type == "linear":
+        return f"{shape_in.channels:,} inputs to its {lay.channels:,} channels (outputs) bring"
+    return f"its output of {shape_out} brings"
+
+
+def _check_cost(position: int, lay: Layer, shape_in: Shape, shape_out: Shape, before: Cost) -> Cost:
+    """The cost up to and with this layer; a SpecError naming it (and its field) when it crosses a limit."""
+    total = before + layer_cost(lay, shape_in, shape_out)
+    weighted = lay.type in ("conv", "sepconv", "linear")
+    if lay.type == "linear":
+        smaller = "use fewer channels, or a global average pool before the flatten"
+    elif weighted:
+        smaller = "use fewer channels or a smaller kernel"
+    else:  # a layer without fields only passes on what the ones before it made
+        smaller = "use fewer channels in the layers before it"
+    downsample = "or downsample (a stride or a pool) earlier"
+    at = f" at {shape_out.size}x{shape_out.size} pixels" if shape_out.spatial else ""
+    checks = (
+        (total.params, MAX_PARAMS, "", "parameters", smaller),
+        (total.mult_adds, MAX_MULT_ADDS, at, "multiply-adds for one image", f"{smaller}, {downsample}"),
+        (total.activations, MAX_ACTIVATIONS, "", "activation values for one image", f"{smaller}, {downsample}"),
+    )
+    for value, limit, where, what, fix in checks:
+        if value > limit:
+            reached, allowed = _over(value, limit)
+            raise SpecError(
+                f"{_where(position, lay)}: {_what_it_adds(lay, shape_in, shape_out, where)} this network to {reached} "
+                f"{what}; the limit is {allowed} — {fix}",
+                position,
+                "channels" if weighted else None,
+            )
+    return total
+
+
 def infer_shapes(spec: NetworkSpec) -> list[Shape]:
     """Validate `spec` and return the shape after each layer (index 0 is the input).
 
@@ -374,7 +470,7 @@ def infer_shapes(spec: NetworkSpec) -> list[Shape]:
     c, h, w = spec.input_shape
     if h != w:
         raise SpecError(f"input must be square, got {h}x{w}")
-    shapes = [Shape(c, h)]
+    shapes, cost = [Shape(c, h)], Cost()
     for position, lay in enumerate(spec.layers):
         if lay.type not in LAYER_FIELDS:
             raise SpecError(
@@ -384,6 +480,7 @@ def infer_shapes(spec: NetworkSpec) -> list[Shape]:
             )
         _check_values(position, lay)
         shapes.append(_next_shape(position, lay, shapes[-1]))
+        cost = _check_cost(position, lay, shapes[-2], shapes[-1], cost)
     out = shapes[-1]
     if out.numel != spec.num_classes or (out.spatial and out.size != 1):
         raise SpecError(
@@ -410,13 +507,15 @@ def shapes_until_error(spec: NetworkSpec) -> tuple[list[Shape], SpecError | None
     show what an edit did to the layers before the one that fails.
     """
     c, h, _ = spec.input_shape
-    shapes = [Shape(c, h)]
+    shapes, cost = [Shape(c, h)], Cost()
     for position, lay in enumerate(spec.layers):
         try:
             if lay.type not in LAYER_FIELDS:
                 raise SpecError(f"layer {position}: unknown layer type '{lay.type}'", position, "type")
             _check_values(position, lay)
-            shapes.append(_next_shape(position, lay, shapes[-1]))
+            shape = _next_shape(position, lay, shapes[-1])
+            cost = _check_cost(position, lay, shapes[-1], shape, cost)
+            shapes.append(shape)
         except SpecError as err:
             return shapes, err
     return shapes, None

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -24,10 +27,16 @@ from s7core.rf.table import rf_table
 from s7core.rules import check_rules
 from s7core.spec import (
     LAYER_FIELDS,
+    MAX_ACTIVATIONS,
+    MAX_MULT_ADDS,
     MAX_NUMBER_DIGITS,
+    MAX_PARAMS,
     MAX_SPEC_BYTES,
     MAX_SPEC_DEPTH,
+    PRESETS,
     SpecError,
+    get_preset,
+    network_cost,
     spec_from_json,
 )
 from s7core.summary import summarize
@@ -150,7 +159,7 @@ def outcome(text: str | bytes) -> str:
     assert out.shape == (2, spec.num_classes)
     table = rf_table(spec)
     assert table[0].layer == "input" and table[-1].rf >= 1
-    assert summarize(spec).total_params == sum(p.numel() for p in model.parameters())
+    assert summarize(spec).total_params == sum(p.numel() for p in model.parameters()) == network_cost(spec).params
     assert len(check_rules(spec)) == 4
     return "built"
 
@@ -191,7 +200,7 @@ def test_arbitrary_bytes_and_text_are_refused_cleanly(text: bytes | str) -> None
 
 
 @settings(max_examples=400, **SETTINGS)
-@given(any_json | layer_specs())
+@given(any_json | layer_specs() | st.deferred(lambda: wide_specs()))
 def test_links_of_any_json_are_refused_or_built(value: object) -> None:
     packed = base64.urlsafe_b64encode(zlib.compress(to_text(value).encode("utf-8", "surrogatepass"))).decode()
     try:
@@ -263,3 +272,135 @@ def test_the_cli_reads_no_more_of_a_huge_spec_file_than_its_cap(tmp_path: Path, 
         f.truncate(50 * MAX_SPEC_BYTES)  # sparse: 50 MB that take no room on the disk
     assert main(["check", "--spec", str(path)]) == 2
     assert f"no network needs over {MAX_SPEC_BYTES:,}" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the size cap: valid, but too big to build
+
+LIMIT_WORDS = ("parameters", "multiply-adds", "activation values")
+
+
+@st.composite
+def wide_specs(draw: st.DrawFn) -> dict:
+    """A well-formed spec of wide convs with large kernels (padded to keep the size), some far over a size cap."""
+    side = draw(st.sampled_from([32, 64, 128]))
+    layers: list[dict] = []
+    for _ in range(draw(st.integers(1, 4))):
+        kernel = draw(st.sampled_from([1, 3, 7, 15, 31, 63]))  # odd, so padding kernel // 2 keeps the size
+        kind = draw(st.sampled_from(["conv", "sepconv"]))
+        layers.append({"type": kind, "channels": draw(st.integers(8, 4096)), "kernel": kernel, "padding": kernel // 2})
+        if draw(st.booleans()):
+            layers += [{"type": "bn"}, {"type": "relu"}]
+    # a flatten straight into the classifier is the other way to cross the parameter cap: one huge linear layer
+    ending = [{"type": "gap"}] if draw(st.booleans()) else []
+    classifier = [*ending, {"type": "flatten"}, {"type": "linear", "channels": 10}]
+    return {"input_shape": [3, side, side], "layers": layers + classifier}
+
+
+def size_outcome(text: str) -> str:
+    """'capped' when refused by a size limit (naming layer, field and limit), else 'built' with PyTorch's own counts
+    (on the meta device: no memory, no arithmetic) equal to the spec's."""
+    try:
+        spec = spec_from_json(text)
+    except SpecError as err:
+        check_refusal(err)
+        message = str(err)
+        assert any(word in message for word in LIMIT_WORDS) and "the limit is" in message, message
+        return "capped"
+    cost, summary = network_cost(spec), summarize(spec)
+    assert (cost.params, cost.mult_adds) == (summary.total_params, summary.mult_adds)
+    assert cost.params <= MAX_PARAMS and cost.mult_adds <= MAX_MULT_ADDS and cost.activations <= MAX_ACTIVATIONS
+    return "built"
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(wide_specs())
+def test_wide_specs_are_capped_by_layer_and_field_or_counted_as_pytorch_counts(spec: dict) -> None:
+    size_outcome(json.dumps(spec))
+
+
+def test_the_wide_generator_reaches_the_cap_and_builds() -> None:
+    seen: set[str] = set()
+
+    @settings(max_examples=60, database=None, **SETTINGS)
+    @given(wide_specs())
+    def record(spec: dict) -> None:
+        seen.add(size_outcome(json.dumps(spec)))
+
+    record()
+    assert seen == {"built", "capped"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_presets_cost_is_what_pytorch_counts_and_far_under_every_cap(name: str) -> None:
+    spec = get_preset(name)
+    cost, summary = network_cost(spec), summarize(spec)
+    assert (cost.params, cost.mult_adds) == (summary.total_params, summary.mult_adds)
+    assert cost.activations == sum(math.prod(row.output_shape) for row in summary.rows)
+    assert 20 * cost.params < MAX_PARAMS and 20 * cost.mult_adds < MAX_MULT_ADDS
+    assert 20 * cost.activations < MAX_ACTIVATIONS
+
+
+def _conv(channels: int, kernel: int, **more) -> dict:
+    return {"type": "conv", "channels": channels, "kernel": kernel, "padding": kernel // 2, **more}
+
+
+HEAD = [{"type": "gap"}, {"type": "flatten"}, {"type": "linear", "channels": 10}]
+TOO_BIG = {
+    "params": (
+        [_conv(64, 3), _conv(128, 3), _conv(256, 3), _conv(512, 3), _conv(4096, 63), *HEAD],
+        4,
+        "layer 4 (conv): 4,096 channels with a 63x63 kernel on 512 input channels bring this network to 8.33 billion "
+        "parameters; the limit is 50 million — use fewer channels or a smaller kernel",
+    ),
+    "mult_adds": (
+        [_conv(1024, 3), _conv(1024, 3), _conv(1024, 3), _conv(1024, 3), *HEAD],
+        3,
+        "layer 3 (conv): 1,024 channels with a 3x3 kernel on 1,024 input channels at 32x32 pixels bring this network "
+        "to 29 billion multiply-adds for one image; the limit is 20 billion — use fewer channels or a smaller kernel, "
+        "or downsample (a stride or a pool) earlier",
+    ),
+    "activations": (
+        [_conv(4096, 1), {"type": "bn"}, {"type": "relu"}, {"type": "bn"}, {"type": "relu"}, {"type": "bn"},
+         {"type": "relu"}, {"type": "bn"}, *HEAD],
+        7,
+        "layer 7 (bn): its output of 4096x32x32 brings this network to 33.6 million activation values for one "
+        "image; the limit is 32 million — use fewer channels in the layers before it, or downsample",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("limit", sorted(TOO_BIG))
+def test_each_size_limit_refuses_naming_the_layer_that_crosses_it(limit: str) -> None:
+    layers, position, needle = TOO_BIG[limit]
+    with pytest.raises(SpecError) as caught:
+        spec_from_json(json.dumps(layers))
+    assert caught.value.position == position and needle in str(caught.value)
+    assert caught.value.field == ("channels" if layers[position]["type"] == "conv" else None)
+
+
+def test_each_limit_is_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multiply-adds case is under the other two caps: only its multiply-adds make it too big."""
+    monkeypatch.setattr("s7core.spec.MAX_MULT_ADDS", 10**12)
+    cost = network_cost(spec_from_json(json.dumps(TOO_BIG["mult_adds"][0])))
+    assert MAX_MULT_ADDS < cost.mult_adds and cost.params < MAX_PARAMS and cost.activations < MAX_ACTIVATIONS
+
+
+def test_a_billion_parameter_spec_is_refused_without_importing_torch() -> None:
+    """The cap is arithmetic on the spec: the refusal comes before any torch module could be built."""
+    text = json.dumps(TOO_BIG["params"][0])
+    code = (
+        "import sys\nfrom s7core.spec import SpecError, spec_from_json\n"
+        f"try:\n    spec_from_json({text!r})\nexcept SpecError as err:\n    print(err)\n"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.splitlines()[-1] == "False" and "8.33 billion parameters" in done.stdout
+
+
+def test_the_cli_refuses_a_spec_over_the_cap_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(TOO_BIG["params"][0]))
+    for command in ("check", "rf", "summary"):
+        assert main([command, "--spec", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error: layer 4 (conv): 4,096 channels" in err and "50 million" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import zlib
 
 import numpy as np
@@ -18,6 +19,15 @@ from s7core.spec import get_preset, spec_from_dict
 from s7core.summary import summarize
 
 HUGE_CHANNELS = b'{"layers": [{"type": "conv", "channels": ' + b"7" * 5000 + b"}]}"
+# Valid, but 8.3 billion parameters: refused by the size cap before any model is built.
+BILLIONS = json.dumps(
+    [
+        *({"type": "conv", "channels": c, "kernel": 3, "padding": 1} for c in (64, 128, 256, 512)),
+        {"type": "conv", "channels": 4096, "kernel": 63, "padding": 31},
+        {"type": "gap"}, {"type": "flatten"}, {"type": "linear", "channels": 10},
+    ]
+).encode()  # fmt: skip
+CAPPED = "layer 4 (conv): 4,096 channels with a 63x63 kernel on 512 input channels bring this network to 8.33 billion"
 
 
 def _errors(at) -> list[str]:
@@ -49,6 +59,24 @@ def test_a_hostile_link_shows_a_message_and_the_default_network(link: str) -> No
     assert not at.exception
     assert any("The link's network could not be loaded" in e for e in _errors(at))
     assert _metric(at, "Parameters")  # the page still draws its totals
+
+
+def test_an_uploaded_spec_over_the_size_cap_is_refused_and_the_network_kept() -> None:
+    at = _app(preset="tiny")
+    at.file_uploader(key="arch_upload").upload("wide.json", BILLIONS, "application/json")
+    at.run()
+    assert not at.exception
+    assert any(f"wide.json: {CAPPED}" in e and "the limit is 50 million" in e for e in _errors(at)), _errors(at)
+    assert spec_from_dict(at.session_state[sh.SPEC_KEY]) == get_preset("tiny")
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["json", "packed"])
+def test_a_link_to_a_spec_over_the_size_cap_is_refused(packed: bool) -> None:
+    link = base64.urlsafe_b64encode(zlib.compress(BILLIONS)).decode().rstrip("=") if packed else BILLIONS.decode()
+    at = _app(spec=link)
+    assert not at.exception
+    assert any("The link's network could not be loaded" in e and CAPPED in e for e in _errors(at)), _errors(at)
+    assert _metric(at, "Parameters") == f"{summarize(get_preset('seed')).total_params:,}"  # the default network
 
 
 def _png(image: Image.Image) -> bytes:
