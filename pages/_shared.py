@@ -309,20 +309,34 @@ def predictions(run_dir: str) -> Evaluation | None:
 
 
 def data_dir_setting() -> str | None:
-    """The data folder typed in the sidebar (in class mode the class's), or None to use S7_DATA_DIR / the default."""
+    """The data folder typed in the sidebar (in class mode the class's), or None to use S7_DATA_DIR / the default.
+
+    A typed path no folder can have ('..', NUL, a newline, too long) is a PathError (s7core.paths).
+    """
     from pages._classroom import class_mode, class_settings
+    from s7core.paths import check_folder_path
 
     if class_mode():
         return class_settings().data_dir
-    text = (st.session_state.get(DATA_DIR_KEY) or "").strip()
-    return text or None
+    text = st.session_state.get(DATA_DIR_KEY) or ""
+    return str(check_folder_path(text.strip(" "))) if text.strip() else None
 
 
-def data_status():
-    """Where CIFAR-10 is for the current setting (s7core.data.find_cifar10)."""
+def checked_data_status():
+    """Where CIFAR-10 is for the current setting (s7core.data.find_cifar10); a UserError for a path that cannot be."""
     from s7core.data import find_cifar10
 
     return find_cifar10(data_dir_setting())
+
+
+def data_status():
+    """Where CIFAR-10 is for the current setting; a typed path that cannot be a folder reads as not found, with why."""
+    from s7core.data import DataStatus
+
+    try:
+        return checked_data_status()
+    except UserError as err:
+        return DataStatus(False, Path(), None, str(err))
 
 
 def data_dir() -> Path:
@@ -360,7 +374,7 @@ def _sidebar_data() -> None:
         "else the default. The command line takes it as --data-dir.",
     )
     try:
-        status = data_status()
+        status = checked_data_status()
     except UserError as err:
         show_error(err, st.sidebar)
         return

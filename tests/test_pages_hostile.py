@@ -79,6 +79,32 @@ def test_a_link_to_a_spec_over_the_size_cap_is_refused(packed: bool) -> None:
     assert _metric(at, "Parameters") == f"{summarize(get_preset('seed')).total_params:,}"  # the default network
 
 
+DATA_FOLDERS = {
+    "parent": ("/srv/../etc", "has a '..' part"),
+    "nul": ("/tmp/data\0x", "holds a NUL character"),
+    "newline": ("/tmp/data\n/etc", "holds a newline or control character"),
+    "long": ("/" + "d" * 5000, "a folder path has at most 4,096"),
+    "long-part": ("/tmp/" + "d" * 300, "of over 255 bytes"),
+    "missing": ("/no/such/folder/anywhere", "the folder /no/such/folder/anywhere does not exist — check the path"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(DATA_FOLDERS))
+def test_the_sidebars_data_folder_box_refuses_a_hostile_path_in_words(key: str) -> None:
+    text, needle = DATA_FOLDERS[key]
+    at = _app(preset="tiny")
+    (box,) = [t for t in at.sidebar.text_input if t.label == "Data folder"]
+    box.input(text).run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = [e.value for e in (*at.sidebar.error, *at.sidebar.warning)]
+    assert any(needle in m for m in shown), shown
+    at.switch_page("pages/train.py").run()  # a page that reads the folder says so too, and launches nothing
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(needle in e for e in _errors(at)), _errors(at)
+    (launch,) = [b for b in at.button if b.label == "Launch training"]
+    assert launch.disabled
+
+
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")

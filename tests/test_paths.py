@@ -12,7 +12,7 @@ from runs_helpers import new_run
 from test_train import micro_spec, quick_config
 
 from s7core.data import make_tiny_cifar10
-from s7core.paths import MAX_NAME_CHARS, PathError, check_name, download_name, resolve_inside
+from s7core.paths import MAX_NAME_CHARS, PathError, check_folder_path, check_name, download_name, resolve_inside
 from s7core.runs.status import RunError
 from s7core.runs.store import create_run, find_run
 
@@ -83,3 +83,44 @@ def test_download_names_are_always_safe_file_names(text: str) -> None:
     assert name.endswith(".json") and "/" not in name and "\\" not in name and "\0" not in name
     assert not name.startswith(".") and len(name) <= MAX_NAME_CHARS + len(".json")
     assert check_name(name.removesuffix(".json")) == name.removesuffix(".json")
+
+
+# ---------------------------------------------------------------- folder paths typed in a box or given as a flag
+
+FOLDER_PATHS = [
+    ("/srv/../etc", "'..' part"),
+    ("data\0x", "NUL character"),
+    ("data\nmore", "newline or control character"),
+    ("data\x1b[2J", "newline or control character"),
+    ("/" + "d" * 5000, "at most 4,096"),
+    ("/tmp/" + "é" * 200, "of over 255 bytes"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), FOLDER_PATHS, ids=range(len(FOLDER_PATHS)))
+def test_folder_paths_no_folder_can_have_are_refused_in_words(text: str, needle: str) -> None:
+    with pytest.raises(PathError, match=needle):
+        check_folder_path(text)
+
+
+def test_a_folder_path_may_be_relative_or_in_the_home_folder_and_parent_parts_only_where_allowed(monkeypatch) -> None:
+    monkeypatch.setenv("HOME", "/home/teacher")
+    assert check_folder_path("~/cifar") == Path("/home/teacher/cifar")
+    assert check_folder_path("shared/data") == Path("shared/data")
+    assert check_folder_path("../shared/data", allow_parent=True) == Path("../shared/data")
+    assert check_folder_path("/srv/a..b") == Path("/srv/a..b")  # '..' inside a name is only a name
+
+
+def test_the_command_line_refuses_a_data_folder_no_folder_can_have(capsys) -> None:
+    from s7core.__main__ import main
+
+    assert main(["data", "--data-dir", "/tmp/x\nrm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the data folder") and "newline" in err and err.count("\n") == 1
+
+
+def test_a_named_data_folder_that_does_not_exist_is_said_so(tmp_path) -> None:
+    from s7core.data import find_cifar10
+
+    status = find_cifar10(tmp_path / "typo")
+    assert not status.found and f"the folder {tmp_path / 'typo'} does not exist — check the path" in status.message

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from s7core.data.errors import DATA_ENV, DOWNLOAD_COMMAND, DataError
 from s7core.data.formats import FORMATS, TRAIN_BATCHES, CifarFormat, archive_format, folder_format
 from s7core.files import cache_root
+from s7core.paths import check_folder_path
 
 
 def default_data_dir() -> Path:
@@ -22,12 +23,16 @@ def default_data_dir() -> Path:
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data folder: the explicit argument, else $S7_DATA_DIR, else the default cache folder."""
+    """The data folder: the explicit argument, else $S7_DATA_DIR, else the default cache folder.
+
+    A path no folder can have (a NUL or a newline in it, too long) is a PathError; '..' is allowed here, as a
+    command line's relative path. Whether the folder exists is find_cifar10's question.
+    """
     if data_dir is not None and str(data_dir) != "":
-        return Path(data_dir).expanduser()
+        return check_folder_path(data_dir, allow_parent=True)
     env = os.environ.get(DATA_ENV)
     if env:
-        return Path(env).expanduser()
+        return check_folder_path(env, f"{DATA_ENV} folder", allow_parent=True)
     return default_data_dir()
 
 
@@ -82,7 +87,13 @@ def locate(root: Path) -> Location | None:
 def find_cifar10(data_dir: str | Path | None = None) -> DataStatus:
     """Look for CIFAR-10 without reading it: where it is and in which format, or how to get it."""
     root = resolve_data_dir(data_dir)
-    found = locate(root)
+    try:
+        found = locate(root)
+    except OSError as err:  # a folder s7 may not enter, or a name the file system refuses
+        return DataStatus(False, root, None, f"cannot look in {root} ({err.strerror}) — give a folder s7 can read")
+    if found is None and root != default_data_dir() and not root.exists():  # a folder someone named, mistyped?
+        hint = f"check the path, or create it and download CIFAR-10 there ({DOWNLOAD_COMMAND} --data-dir {root})"
+        return DataStatus(False, root, None, f"the folder {root} does not exist — {hint}")
     if found is None:
         return DataStatus(False, root, None, f"CIFAR-10 not found in {root}: {setup_hint(root)}")
     path, fmt, is_archive = found
