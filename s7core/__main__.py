@@ -6,9 +6,11 @@ Every command reports bad input as one line on stderr and exit status 2, never a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from s7core.errors import UserError
+from s7core.stopping import StopFlag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,11 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _trains_here(argv: list[str]) -> bool:
+    """Whether the command trains in this process (`train` without --detach), read before the parser exists."""
+    return argv[:1] == ["train"] and not any(arg.startswith("--det") for arg in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 with a usage line on bad flags
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return int(args.run(args) or 0)
+        with contextlib.ExitStack() as held:
+            # A trainer's stop handling comes before the parser, whose commands import torch (a second or more):
+            # a SIGTERM at any moment of start-up then ends the run 'stopped' with a save, never half-started.
+            stop = held.enter_context(StopFlag()) if _trains_here(argv) else None
+            args = build_parser().parse_args(argv)  # argparse itself exits 2 with a usage line on bad flags
+            args.stop_flag = stop
+            return int(args.run(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from s7core.config import Resources, Setting, resource_settings, settings, with_
 from s7core.errors import UserError
 from s7core.recipes import RECIPES
 from s7core.runs.executor import BACKEND_ENV, EXECUTORS
+from s7core.stopping import StopFlag
 
 ALIASES = {"tta_flip": ("--tta",)}  # short flags kept beside the generated ones
 RESUME_NOTE = {"epochs": "; with --resume: the run's new total, to train it further"}
@@ -147,29 +147,6 @@ def _existing_run(args: argparse.Namespace) -> Path:
     return run_dir
 
 
-class StopFlag:
-    """Set by SIGTERM or the first Ctrl-C; the trainer finishes its step, saves and returns."""
-
-    def __init__(self) -> None:
-        self.set = False
-
-    def __call__(self) -> bool:
-        return self.set
-
-    def __enter__(self) -> StopFlag:
-        def handler(signum, frame):
-            if self.set and signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C does not wait for the save
-            self.set = True
-
-        self.previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self.previous.items():
-            signal.signal(sig, old)
-
-
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rest = divmod(seconds, 3600)
@@ -250,7 +227,10 @@ def run_train(args: argparse.Namespace) -> int:
     """python -m s7core train ..."""
     if args.detach:
         return run_detached(args)
-    with StopFlag() as stop:  # first, so that a stop asked while torch loads still ends with a save
+    with contextlib.ExitStack() as held:
+        # the command line's own flag, installed before its imports; a caller that parsed the flags itself gets
+        # one here, first, so that a stop asked while torch loads still ends with a save
+        stop = getattr(args, "stop_flag", None) or held.enter_context(StopFlag())
         import torch
 
         from s7core.runs import execute_run, read_run_config

@@ -140,6 +140,42 @@ def test_a_run_killed_while_writing_its_predictions_finishes_on_resume(tmp_path,
     assert (run_dir / PREDICTIONS_FILE).exists() and comparable(run_dir) == left_alone[0]
 
 
+@pytest.mark.parametrize("delay_s", [0.0, 0.3], ids=["at-once", "while-importing"])
+def test_a_sigterm_in_the_trainers_first_moments_ends_stopped_and_resumes(tmp_path, data_dir, left_alone, delay_s):
+    """Before the interpreter has run a line (at once), or while it imports torch: the stop waits for the handler."""
+    executor = get_executor(LOCAL, runs_dir=tmp_path / "runs")
+    run_dir = new_run(tmp_path, data_dir, epochs=EPOCHS)
+    pid = executor.start(run_dir).handle["pid"]
+    time.sleep(delay_s)
+    os.kill(pid, signal.SIGTERM)
+    stopped = executor.wait(run_dir, timeout_s=120)
+    assert stopped.state == "stopped", (stopped, executor.logs(run_dir))
+    folder_is_readable(run_dir)
+    assert executor.start(run_dir).state == "running"
+    final = executor.wait(run_dir, timeout_s=120)
+    assert final.state == "finished", (final, executor.logs(run_dir))
+    assert comparable(run_dir) == left_alone[0] and final.final_accuracy == left_alone[1]
+
+
+def test_the_command_line_trainer_installs_its_stop_before_importing_torch(tmp_path, data_dir) -> None:
+    """A SIGTERM to `python -m s7core train` while its imports run ends the run 'stopped', never killed."""
+    run_dir = new_run(tmp_path, data_dir, epochs=EPOCHS)
+    code = (
+        "import sys, os, signal\n"
+        "import s7core.__main__ as cli\n"  # the handler is up once main() starts; torch is imported after it
+        "real = cli.build_parser\n"
+        "def parser():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"  # the stop arrives before the parser's imports (torch)
+        "    return real()\n"
+        "cli.build_parser = parser\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    args = ["train", "--run-dir", str(run_dir), "--resume"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert read_status(run_dir).state == "stopped" and "stopped after" in done.stderr
+
+
 def _train_in_child(run_dir: Path, file_limit: int | None = None) -> subprocess.CompletedProcess:
     """`python -m s7core train --resume` on the run, optionally under a file-size limit (a full disk, as seen)."""
 

@@ -26,6 +26,7 @@ from s7core.config import Resources
 from s7core.runs.executor import LOCAL, Executor, check_can_start, launch_resources
 from s7core.runs.status import RunError, RunState, RunStatus, now
 from s7core.runs.store import LOG_FILE, RunFolder, run_folders, runs_root
+from s7core.stopping import sigterm_held
 
 QUEUE_LOCK = ".queue.lock"
 FAILED_LOG_LINES = 3  # lines of train.log quoted in the message of a run whose process vanished
@@ -222,9 +223,11 @@ class LocalExecutor(Executor):
         with open(folder.path / LOG_FILE, "ab") as log:
             log.write(f"\n--- {now()} start: {' '.join(command)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+            with sigterm_held():  # a stop sent before the trainer's handler is up waits for it instead of killing it
+                proc = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    start_new_session=True,
+                )  # fmt: skip
         return folder.update_status(
             state=RunState.RUNNING, executor=LOCAL, handle=process_handle(proc.pid), message="starting"
         )
