@@ -79,9 +79,10 @@ def settings_form() -> None:
             value = getattr(current, s.name)
             if s.kind is bool:
                 col.toggle(s.title, value, key=f"class_{s.name}", help=s.help)
-            else:
-                col.number_input(s.title, int(s.low), int(s.high), value, int(s.step or 1), key=f"class_{s.name}",
-                                 help=s.help)  # fmt: skip
+            else:  # whole runs and cores, or a share of a GPU: the number's kind is the setting's own
+                kind = s.kind
+                col.number_input(s.title, kind(s.low), kind(s.high), kind(value), kind(s.step or 1),
+                                 key=f"class_{s.name}", help=s.help)  # fmt: skip
         st.text_input(
             "Data folder on the server", current.data_dir or "", key="class_data_dir",
             placeholder="empty: $S7_DATA_DIR or the default", help="The CIFAR-10 folder every run of the class "

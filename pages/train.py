@@ -225,7 +225,8 @@ def launch_section() -> None:
         if class_mode():  # the class's limits, set by the teacher
             limits = class_settings()
             st.caption(f"The class trains {limits.max_concurrent} run(s) at once; each student may have "
-                       f"{limits.max_active_per_student} queued or running.")  # fmt: skip
+                       f"{limits.max_active_per_student} queued or running, each asking for at most "
+                       f"{limits.max_cpus_per_run} CPU cores and {limits.max_gpus_per_run:g} GPUs.")  # fmt: skip
         elif runs.executor_name() == LOCAL:  # on a cluster, Ray queues runs by the resources they ask for
             st.number_input(
                 "Runs at once", 1, 8, default_slots, key="train_max_concurrent",

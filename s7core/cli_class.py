@@ -220,6 +220,7 @@ def run_settings(args: argparse.Namespace) -> int:
                        f"dilated {'required' if rules.require_dilated else 'optional'}"),
         ("runs per student", f"{settings.max_active_per_student} queued or running"),
         ("runs at once", str(settings.max_concurrent)),
+        ("a student's run may ask for", f"{settings.max_cpus_per_run} CPU cores, {settings.max_gpus_per_run:g} GPUs"),
         ("submissions", "open" if settings.submissions_open else "closed"),
         ("data folder", settings.data_dir or "$S7_DATA_DIR or the default"),
         ("teachers (identity provider)", ", ".join(settings.teachers) or "none listed"),

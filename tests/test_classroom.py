@@ -256,6 +256,46 @@ def test_a_students_launch_uses_the_class_data_and_respects_the_limit(class_on, 
     assert runs.run_info(run_dir).state == "queued"
 
 
+def test_a_students_cpu_and_gpu_requests_are_capped_by_the_class_and_a_teachers_are_not(class_on, data_dir) -> None:
+    from s7core.config import Resources
+
+    busy = _run(class_on, data_dir, "busy", "tess")
+    playing_trainer(busy, os.getpid())  # launches queue: only the checks before the executor are tested here
+    change_settings(class_on, max_cpus_per_run=2, max_gpus_per_run=0.25, max_active_per_student=5)
+    alice = runs_for(ALICE, class_on)
+    with pytest.raises(
+        PermissionDenied, match=r"asks for 8 CPU cores; the class allows at most 2 per run .* 2 or fewer"
+    ):
+        alice.launch(micro_spec(), quick_config(), "a1", resources=Resources(cpus=8))
+    with pytest.raises(PermissionDenied, match=r"asks for 1 GPUs; the class allows at most 0.25 GPUs per run"):
+        alice.launch(micro_spec(), quick_config(), "a1", resources=Resources(gpus=1))
+    assert not (class_on / "a1").exists()  # refused before a run folder was made
+    for cpus in (0, 2):  # automatic (one core on a cluster) and the cap itself are allowed
+        alice.launch(micro_spec(), quick_config(), f"a-{cpus}", resources=Resources(cpus=cpus))
+    runs_for(TEACHER, class_on).launch(micro_spec(), quick_config(), "t1", resources=Resources(cpus=8))
+    # a lower cap holds for a resume too, whether it asks anew or takes the run's earlier request
+    alice.stop("a-2")
+    change_settings(class_on, max_cpus_per_run=1, max_gpus_per_run=0)
+    alice = runs_for(ALICE, class_on)  # as the page's next call sees the class
+    with pytest.raises(PermissionDenied, match="asks for 2 CPU cores; the class allows at most 1"):
+        alice.resume("a-2")
+    with pytest.raises(PermissionDenied, match="the class allows no GPUs: its runs train on CPUs — ask for 0 GPUs"):
+        alice.resume("a-2", resources=Resources(cpus=1, gpus=0.5))
+    assert alice.resume("a-2", resources=Resources(cpus=1)).state == "queued"
+
+
+def test_the_caps_take_their_limits_from_what_a_run_may_ask(root) -> None:
+    from s7core.config import resource_settings
+
+    asked = {s.name: s.high for s in resource_settings()}
+    with pytest.raises(ClassError, match="CPU cores per run must be"):
+        change_settings(root, max_cpus_per_run=int(asked["cpus"]) + 1)
+    with pytest.raises(ClassError, match="GPUs per run must be"):
+        change_settings(root, max_gpus_per_run=-1)
+    assert change_settings(root, max_gpus_per_run=1).max_gpus_per_run == 1.0
+    assert load_settings(root).to_dict()["max_gpus_per_run"] == 1.0
+
+
 def test_closed_submissions_stop_students_launching_but_not_stopping(class_on, data_dir) -> None:
     queued = _run(class_on, data_dir, "a1", "alice")
     forge_status(queued, state=RunState.QUEUED, executor="local", handle={"max_concurrent": 1})

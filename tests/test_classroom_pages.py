@@ -220,6 +220,25 @@ def test_the_teacher_sets_the_class_settings_on_the_class_page(school) -> None:
     assert any("CIFAR-10" in e.value for e in at.error)  # a folder without the data set is refused
 
 
+def test_the_teacher_caps_cpus_and_gpus_per_run_and_a_students_bigger_request_is_refused(school, bobs_running_run):
+    at = _app("tess", "class")
+    at.number_input(key="class_max_cpus_per_run").set_value(2)
+    at.number_input(key="class_max_gpus_per_run").set_value(0.25)
+    _button(at, "Save the class's settings").click().run()
+    assert not at.exception and any("Saved" in s.value for s in at.success)
+    settings = json.loads((school / ".class" / "settings.json").read_text())
+    assert (settings["max_cpus_per_run"], settings["max_gpus_per_run"]) == (2, 0.25)
+    student = _app("alice", "train")
+    assert "at most 2 CPU cores and 0.25 GPUs" in _texts(student)
+    student.selectbox(key="train_network").select("tiny").run()
+    student.number_input(key="train_res_cpus").set_value(8)
+    student.text_input(key="train_run_name").input("greedy")
+    _button(student, "Launch training").click().run()
+    assert not student.exception
+    assert any("asks for 8 CPU cores; the class allows at most 2 per run" in e.value for e in student.main.error)
+    assert not (school / "greedy").exists()
+
+
 # ---------------------------------------------------------------- the leaderboard
 
 

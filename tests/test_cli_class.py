@@ -67,6 +67,11 @@ def test_on_off_and_settings(tmp_path, capsys) -> None:
     assert "CIFAR-10" in capsys.readouterr().err
     assert main(["class", "settings", "--runs-dir", root, "--min-rf", "-3"]) == 2
     assert "min_rf" in capsys.readouterr().err
+    assert main(["class", "settings", "--runs-dir", root, "--max-cpus-per-run", "4", "--max-gpus-per-run", "0.5"]) == 0
+    assert (load_settings(root).max_cpus_per_run, load_settings(root).max_gpus_per_run) == (4, 0.5)
+    assert "4 CPU cores, 0.5 GPUs" in capsys.readouterr().out
+    assert main(["class", "settings", "--runs-dir", root, "--max-gpus-per-run", "99"]) == 2
+    assert "GPUs per run must be" in capsys.readouterr().err
     assert main(["class", "off", "--runs-dir", root]) == 0 and not load_settings(root).enabled
 
 

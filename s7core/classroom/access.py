@@ -1,11 +1,11 @@
 """Who may do what with runs, checked here and not only in the page: `authorize`, and `ClassRuns`, the way every
 page and the command line reach runs.
 
-A student launches runs (while submissions are open, and within the per-student limit of queued + running runs),
-and sees, stops, resumes and downloads only their own. A teacher sees, stops and removes every run and sets the
-class's settings. In solo mode (class mode off) the one user acts as a teacher, as the command line always does.
-`ClassRuns` wraps whichever executor trains the runs (the Executor interface of s7core.runs): it checks the
-caller, then asks the executor.
+A student launches runs (while submissions are open, within the per-student limit of queued + running runs, and
+asking for no more CPUs and GPUs than the class allows a run), and sees, stops, resumes and downloads only their
+own. A teacher sees, stops and removes every run and sets the class's settings. In solo mode (class mode off) the
+one user acts as a teacher, as the command line always does. `ClassRuns` wraps whichever executor trains the runs
+(the Executor interface of s7core.runs): it checks the caller, then asks the executor.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from s7core.runs.store import (
     create_run,
     list_runs,
     read_metrics,
+    read_status,
     run_info,
     runs_root,
 )
@@ -170,6 +171,7 @@ class ClassRuns:
         if self.settings.enabled and data_dir is not None and not self.user.is_teacher:
             raise PermissionDenied("the data folder is the class's, set by your teacher: launch without one")
         executor = self._executor(max_concurrent)
+        self._check_resources(resources)
         if resources is not None:
             executor.check_launch(resources)  # before a run folder is made for a request that can never run
         with self._launch_lock():
@@ -182,6 +184,7 @@ class ClassRuns:
     def resume(self, name: str, max_concurrent: int | None = None, resources: Resources | None = None) -> RunStatus:
         """Start a stopped or failed run again from its last checkpoint (or queue it)."""
         info = self.info(name, Action.RESUME)
+        self._check_resources(resources or Resources.from_dict(read_status(info.path).resources))  # caps may be new
         with self._launch_lock():
             self._check_limit(exclude=info.name, owner=info.owner)
             return self._executor(max_concurrent).start(info.path, resources)
@@ -219,6 +222,23 @@ class ClassRuns:
 
     def _class_data_dir(self) -> str | None:
         return self.settings.data_dir if self.settings.enabled else None
+
+    def _check_resources(self, resources: Resources | None) -> None:
+        """Refuse a student's request for more CPUs or GPUs than the class allows one run (automatic, 0, fits)."""
+        if not self.settings.enabled or self.user.is_teacher or resources is None:
+            return
+        cpus, gpus = self.settings.max_cpus_per_run, self.settings.max_gpus_per_run
+        if resources.cpus > cpus:
+            raise PermissionDenied(
+                f"the run asks for {resources.cpus} CPU cores; the class allows at most {cpus} per run (your "
+                f"teacher's setting) — ask for {cpus} or fewer, or 0 for the automatic choice"
+            )
+        if resources.gpus > gpus:
+            if gpus:
+                allowed, fewer = f"at most {gpus:g} GPUs per run (your teacher's setting)", f"ask for {gpus:g} or fewer"
+            else:
+                allowed, fewer = "no GPUs: its runs train on CPUs", "ask for 0 GPUs"
+            raise PermissionDenied(f"the run asks for {resources.gpus:g} GPUs; the class allows {allowed} — {fewer}")
 
     def _check_limit(self, exclude: str | None, owner: str | None = None) -> None:
         """Refuse a student's launch beyond the per-student limit of queued + running runs."""

@@ -1,5 +1,6 @@
 """The class's settings, one file beside the runs: class mode on or off, the thresholds every student is judged by,
-the per-student run limit, whether submissions are open, the data folder, and the teachers' e-mail addresses.
+the per-student run limits (runs at once, CPUs and GPUs a run may ask for), whether submissions are open, the data
+folder, and the teachers' e-mail addresses.
 
 The file is ROOT/.class/settings.json (ROOT the runs root); a missing file means solo mode with the defaults.
 The run names cannot start with a dot, so the folder never clashes with a run.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from s7core.classroom.users import ClassError, normalise_name
-from s7core.config import ConfigError, Setting
+from s7core.config import ConfigError, Setting, resource_settings
 from s7core.files import atomic_write
 from s7core.rules import RuleSettings
 from s7core.runs.store import runs_root
@@ -25,6 +26,7 @@ SETTINGS_FILE = "settings.json"
 PRIVATE_FILE_MODE = 0o600  # the roster and the class files: readable by the server's user only
 PRIVATE_FOLDER_MODE = 0o700
 _GROUP = "Class"
+_ASKED = {s.name: s for s in resource_settings()}  # what a run may ask for: a cap is never above that limit
 
 # The class's own settings with their limits, declared once: the command line's flags and the teacher's panel
 # are made from these. The thresholds are RuleSettings' own fields.
@@ -41,7 +43,20 @@ CLASS_SETTINGS = (
         "submissions_open", bool, True, "submissions open", group=_GROUP,
         help="while closed, students can still watch and stop their runs, but cannot launch or resume any",
     ),
+    Setting(
+        "max_cpus_per_run", int, 2, "CPU cores per run", group=_GROUP, unit="cores", low=1,
+        high=_ASKED["cpus"].high, step=1,
+        help="a student's run may reserve at most this many CPU cores (automatic, 0, is always allowed: one core "
+        "on a cluster); teachers are not limited",
+    ),
+    Setting(
+        "max_gpus_per_run", float, 1.0, "GPUs per run", group=_GROUP, unit="GPUs", low=0,
+        high=_ASKED["gpus"].high, step=0.25,
+        help="a student's run may reserve at most this many GPUs on a cluster (0: students train on CPUs only; "
+        "0.25: a quarter of one); teachers are not limited",
+    ),
 )  # fmt: skip
+_DEFAULTS = {s.name: s.default for s in CLASS_SETTINGS}
 
 
 def class_folder(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -83,9 +98,11 @@ class ClassSettings:
 
     enabled: bool = False  # class mode: every page needs a signed-in user
     rules: RuleSettings = field(default_factory=RuleSettings)  # the thresholds every student's badges use
-    max_active_per_student: int = 2
-    max_concurrent: int = 1
-    submissions_open: bool = True
+    max_active_per_student: int = _DEFAULTS["max_active_per_student"]
+    max_concurrent: int = _DEFAULTS["max_concurrent"]
+    submissions_open: bool = _DEFAULTS["submissions_open"]
+    max_cpus_per_run: int = _DEFAULTS["max_cpus_per_run"]  # a student's request; teachers are not limited
+    max_gpus_per_run: float = _DEFAULTS["max_gpus_per_run"]
     data_dir: str | None = None  # the CIFAR-10 folder runs train on; None: $S7_DATA_DIR or the default
     teachers: tuple[str, ...] = ()  # identity-provider e-mail addresses that sign in as teachers
 
@@ -94,7 +111,7 @@ class ClassSettings:
             raise ClassError(f"enabled must be true or false, got {self.enabled!r}")
         for s in CLASS_SETTINGS:
             try:
-                s.check(getattr(self, s.name))
+                object.__setattr__(self, s.name, s.check(getattr(self, s.name)))  # 1 GPU is 1.0, as JSON reads back
             except ConfigError:
                 raise ClassError(f"{s.label} must be {s.allowed()}, got {getattr(self, s.name)!r}") from None
         if self.data_dir is not None and not (isinstance(self.data_dir, str) and self.data_dir.strip()):
