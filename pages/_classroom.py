@@ -17,6 +17,7 @@ from s7core.classroom import (
     SOLO_USER,
     ClassRuns,
     ClassSettings,
+    PermissionDenied,
     Role,
     Roster,
     SignInError,
@@ -102,6 +103,21 @@ def require_user() -> User:
 def user_runs() -> ClassRuns:
     """The runs as the signed-in user may reach them: every listing, launch, stop and download goes through it."""
     return runs_for(require_user())
+
+
+def refuse_foreign_runs(key: str, offered: list[str]) -> None:
+    """Say why, in s7core's words, when widget `key` holds run names it never offered (a value crafted by hand,
+    someone else's run); the widget then falls back to the user's own choices (Streamlit drops a value it did not
+    offer, and so do the pages)."""
+    value = st.session_state.get(key)
+    asked = value if isinstance(value, list) else [value]
+    for name in [v for v in asked if isinstance(v, str) and v not in offered]:
+        try:
+            user_runs().info(name)
+        except PermissionDenied as err:  # someone else's run
+            st.error(str(err), icon=":material/block:")
+        except UserError:  # no such run (any more: removed since the last rerun): the fallback says enough
+            pass
 
 
 def is_teacher() -> bool:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
-from pages._classroom import user_runs
+from pages._classroom import refuse_foreign_runs, user_runs
 from pages._shared import ensure_shell, has_predictions, predictions, show_error
 from s7core import runs
 from s7core.errors import UserError
@@ -47,6 +47,7 @@ def choose_run() -> runs.RunInfo | None:
         st.info("No finished run yet: launch one on the Train page; its mistakes show up here when it ends.")
         return None
     by_name = {i.name: i for i in done}
+    refuse_foreign_runs("mis_run", list(by_name))
     return by_name[st.selectbox("Run", list(by_name), key="mis_run")]
 
 

@@ -338,6 +338,9 @@ def _choose_run(spec):
                 icon=":material/info:")  # fmt: skip
         return None
     labels = {run.name: f"{run.name} ({run_spec.name}, {run.epoch} epochs)" for run, run_spec in choices}
+    from pages._classroom import refuse_foreign_runs
+
+    refuse_foreign_runs("rf_run", list(labels))
     if st.session_state.get("rf_run") not in labels:
         st.session_state["rf_run"] = next(iter(labels))
     chosen = st.selectbox("Trained run", list(labels), key="rf_run", format_func=labels.get)

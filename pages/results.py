@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
-from pages._classroom import user_runs
+from pages._classroom import refuse_foreign_runs, user_runs
 from pages._shared import ensure_shell, predictions, show_error
 from s7core import runs
 from s7core.compare import differing_settings, mean_band, named_accuracy, seed_groups
@@ -32,6 +32,7 @@ def choose_runs(infos: list[runs.RunInfo]) -> list[runs.RunInfo]:
         st.info("No run has finished an epoch yet: launch one on the Train page.", icon=":material/info:")
         return []
     names = [i.name for i in usable]
+    refuse_foreign_runs(SELECT_KEY, names)
     if SELECT_KEY not in st.session_state or not set(st.session_state[SELECT_KEY]) <= set(names):
         finished = [i.name for i in usable if i.state == "finished"]
         st.session_state[SELECT_KEY] = (finished or names)[:1]

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _display as dp
-from pages._classroom import class_mode, class_settings, data_problem, user_runs
+from pages._classroom import class_mode, class_settings, data_problem, refuse_foreign_runs, user_runs
 from pages._shared import data_dir, data_status, device_name, ensure_shell, get_spec, show_error, spec_key, summary
 from s7core import runs
 from s7core.classroom import Action
@@ -385,6 +385,7 @@ def live_section() -> None:
         st.info("No runs yet: launch one below. It trains in the background and appears here.")
         return
     names = [i.name for i in infos]
+    refuse_foreign_runs(WATCH_KEY, names)
     if st.session_state.get(WATCH_KEY) not in names:
         st.session_state[WATCH_KEY] = _default_watch(infos)
     name = st.selectbox("Watch run", names, key=WATCH_KEY)

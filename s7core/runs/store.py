@@ -305,7 +305,8 @@ def _new_folder(root: Path, name: str | None, spec: NetworkSpec, recipe: str | N
         try:
             path.mkdir()
         except FileExistsError:
-            raise RunError(f"{path}: a run of that name exists — choose another name or resume it") from None
+            # the name only: in class mode the one asking may be a student, who never sees a server path
+            raise RunError(f"a run named {path.name} exists already — choose another name, or resume it") from None
         except OSError as err:
             raise RunError(f"cannot create the run folder {path}: {disk_error(err) or err}") from None
         return RunFolder(path)
@@ -323,9 +324,9 @@ def _new_folder(root: Path, name: str | None, spec: NetworkSpec, recipe: str | N
 def _check_val_split(config: TrainConfig, data_dir: str | os.PathLike | None) -> None:
     n_train = count_train_images(data_dir)
     if n_train is not None and config.val_split >= n_train:
-        raise RunError(
-            f"val_split {config.val_split} would hold out every training image: the data set in "
-            f"{resolve_data_dir(data_dir)} has {n_train:,} — lower val_split (0 trains on all of them)"
+        raise RunError(  # no folder named: in class mode a student may read it, and never sees a server path
+            f"val_split {config.val_split} would hold out every training image: the data set has {n_train:,} — "
+            "lower val_split (0 trains on all of them)"
         )
 
 
