@@ -1,8 +1,10 @@
-"""Shared test settings: where the real CIFAR-10 copy lives, and keeping tests off the user's folders."""
+"""Shared test settings: where the real CIFAR-10 copy lives, keeping tests off the user's folders, and the one local
+Ray cluster of a test session."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,13 @@ def real_data_dir() -> Path:
     if not (REAL_DATA / "test_batch.bin").exists():
         pytest.skip(f"real CIFAR-10 not found at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """The dashboard address of a local Ray cluster (tests/ray_cluster.py), started the first time a test asks for
+    it and shared by every cluster test of the session."""
+    from ray_cluster import local_cluster
+
+    with local_cluster() as address:
+        yield address

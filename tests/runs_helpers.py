@@ -11,13 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ray_cluster import trainer_pid
 from test_train import micro_spec, quick_config
 
-from s7core.runs.executor import LOCAL
-from s7core.runs.local import process_handle
+from s7core.runs.executor import EXECUTORS, LOCAL
+from s7core.runs.local import process_alive, process_handle
 from s7core.runs.ray_jobs import ADDRESS_ENVS
 from s7core.runs.status import RunState
-from s7core.runs.store import RunFolder, create_run, read_metrics
+from s7core.runs.store import RunFolder, create_run, read_metrics, read_status
 
 
 def new_run(tmp_path: Path, data_dir: Path, name: str = "r1", **changes) -> Path:
@@ -25,10 +26,43 @@ def new_run(tmp_path: Path, data_dir: Path, name: str = "r1", **changes) -> Path
     return create_run(micro_spec(), quick_config(**changes), tmp_path / "runs", name, data_dir, "default")
 
 
-def needs_cluster(executor: str) -> None:
-    """Skip a test of an executor that needs a cluster when none is named (tests/test_ray_cluster.py starts one)."""
+# Every registered executor as a test parameter; a cluster executor's tests are cluster tests, with time for Ray to
+# start the session's cluster and each job's supervisor.
+EXECUTOR_PARAMS = [
+    pytest.param(name, marks=[] if name == LOCAL else [pytest.mark.cluster, pytest.mark.timeout(600)])
+    for name in sorted(EXECUTORS)
+]
+
+
+def on_cluster(request: pytest.FixtureRequest, executor: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point a cluster executor's test at a cluster: the one RAY_ADDRESS names, else the session's local one (started
+    on first use; skipped where Ray is missing, a failure under S7_REQUIRE_CLUSTER=1)."""
     if executor != LOCAL and not any(os.environ.get(name) for name in ADDRESS_ENVS):
-        pytest.skip(f"the {executor} executor needs a cluster: set RAY_ADDRESS; tests/test_ray_cluster.py covers it")
+        monkeypatch.setenv("RAY_ADDRESS", request.getfixturevalue("ray_cluster"))
+
+
+def trainer_of(run_dir: Path, timeout_s: float = 180.0) -> int:
+    """The pid of the run's training process on this machine, once it has one: the local executor's handle, or the
+    process a Ray job started (found by its command line; Ray first starts the job's supervisor)."""
+    found: list[int] = []
+
+    def started() -> bool:
+        status = read_status(run_dir)
+        pid = status.handle.get("pid") if status.executor in (None, LOCAL) else trainer_pid(run_dir)
+        found[:] = [pid] if pid else []
+        return bool(found) or not status.state.active
+
+    wait_until(started, timeout_s=timeout_s, poll_s=0.1)
+    assert found, f"{run_dir.name} ended before a trainer was seen: {read_status(run_dir)}"
+    return found[0]
+
+
+def trainer_alive(run_dir: Path) -> bool:
+    """Whether the run's trainer process still runs (either executor)."""
+    status = read_status(run_dir)
+    if status.executor in (None, LOCAL):
+        return process_alive(status.handle.get("pid"), status.handle.get("pid_start"))
+    return trainer_pid(run_dir) is not None
 
 
 def epoch_lines(run_dir: Path) -> list[int]:

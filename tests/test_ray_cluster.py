@@ -1,7 +1,7 @@
 """Runs on a real Ray cluster: a head and a second node on 127.0.0.1, runs launched from the CLI and the Train page.
 
-The module starts the cluster once (Ray's start-up takes seconds): a head with 2 CPUs and a node with 1 CPU, each
-`ray start --block` in its own session and temporary folder, and stops both by their own process ids. Then, on a
+The session's cluster (tests/ray_cluster.py, started once for every cluster test): a head with 2 CPUs and a node with
+1 CPU on 127.0.0.1. On a
 500-image synthetic set with the `tiny` preset: two long runs hold a CPU each, so a run asking for 2 CPUs waits as
 PENDING (shown 'queued'); a run from the Train page trains beside them; one long run is stopped and resumed, the
 other's trainer is killed with SIGKILL, shows 'failed' with its log, and is resumed to the end. Ray's own job list
@@ -12,129 +12,31 @@ Skipped with the reason where Ray is not installed; S7_REQUIRE_CLUSTER=1 (as in 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ray_cluster import trainer_pid
 from runs_helpers import epoch_lines, wait_until
 
 from s7core.data import make_tiny_cifar10
 from s7core.runs import RunState, read_status, run_info
-from s7core.runs.ray_jobs import CLUSTER_DEFAULT_CPUS, ClusterError, RayExecutor
+from s7core.runs.ray_jobs import CLUSTER_DEFAULT_CPUS, RayExecutor
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]  # one long story on a busy 2-core machine
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_STATE = {"finished": "SUCCEEDED", "stopped": "STOPPED", "failed": "FAILED"}  # run state -> Ray's job status
-START_TIMEOUT_S = 120  # a busy 2-core machine takes a while to start two Ray nodes
-
-
-def _ray_or_skip() -> None:
-    """Skip (fail under S7_REQUIRE_CLUSTER=1) where Ray's job client or the `ray` command is missing."""
-    missing = None
-    try:
-        import ray.job_submission  # noqa: F401
-    except ImportError:
-        missing = "ray is not installed: pip install -r requirements-cluster.txt"
-    if missing is None and not shutil.which("ray"):
-        missing = "the `ray` command is not on PATH"
-    if missing:
-        if os.environ.get("S7_REQUIRE_CLUSTER") == "1":
-            pytest.fail(f"S7_REQUIRE_CLUSTER=1 but {missing}")
-        pytest.skip(missing)
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _node_ports() -> list[str]:
-    """Per-node ports, so that two nodes on one machine never ask for the same one."""
-    names = ("node-manager", "object-manager", "runtime-env-agent", "dashboard-agent-grpc", "dashboard-agent-listen")
-    ports = _free_ports(len(names) + 1)
-    flags = [f"--{name}-port={port}" for name, port in zip(names, ports, strict=False)]
-    return flags + [f"--metrics-export-port={ports[-1]}"]
-
-
-def _start_node(args: list[str], temp_dir: Path, env: dict[str, str]) -> subprocess.Popen:
-    log = open(temp_dir / "ray-start.log", "wb")  # noqa: SIM115 - the process writes to it until it is stopped
-    command = ["ray", "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
-    command += ["--object-store-memory=100000000", f"--temp-dir={temp_dir}", *args, *_node_ports()]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _stop_node(proc: subprocess.Popen, temp_dir: Path) -> None:
-    """SIGTERM our `ray start --block` (it stops the processes it started), then any left that use its folder."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    import psutil  # a dependency of ray[default]
-
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if any(str(temp_dir) in part for part in p.info["cmdline"] or ()):
-                p.kill()
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A Ray head (2 CPUs) and a second node (1 CPU) on 127.0.0.1; yields the dashboard address."""
-    _ray_or_skip()
-    gcs, dashboard, client = _free_ports(3)
-    # Ray's queue fails a job that waits longer than this; a class queues for longer than the default 15 min
-    env = {**os.environ, "RAY_JOB_START_TIMEOUT_SECONDS": "3600"}
-    head_dir, node_dir = (Path(tempfile.mkdtemp(prefix=f"s7ray{k}-", dir="/tmp")) for k in "hn")  # short: socket paths
-    head_args = ["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"]
-    head_args += [f"--ray-client-server-port={client}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=true"]
-    nodes = [(_start_node(head_args, head_dir, env), head_dir)]
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        executor = RayExecutor(address=address)
-        wait_until(lambda: _reachable(executor), timeout_s=START_TIMEOUT_S, poll_s=1)
-        worker_args = [f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--num-gpus=0"]
-        nodes.append((_start_node(worker_args, node_dir, env), node_dir))
-        wait_until(lambda: _node_count(address) == 2, timeout_s=START_TIMEOUT_S, poll_s=1)
-        yield address
-    finally:
-        for proc, temp_dir in reversed(nodes):
-            _stop_node(proc, temp_dir)
-        for temp_dir in (head_dir, node_dir):
-            shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _reachable(executor: RayExecutor) -> bool:
-    try:
-        executor.client  # noqa: B018
-        return True
-    except ClusterError:
-        executor._client = None
-        return False
-
-
-def _node_count(address: str) -> int:
-    try:
-        return RayExecutor(address=address).capacity().nodes
-    except ClusterError:
-        return 0
+def cluster(ray_cluster: str) -> str:
+    """The session's local Ray cluster (tests/conftest.py), shared with the executors' fault and race tests."""
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +80,9 @@ def _training(run_dir: Path) -> bool:
 
 
 def _trainer_pid(run_dir: Path) -> int:
-    import psutil
-
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = p.info["cmdline"] or []
-        if "s7core" in cmdline and "train" in cmdline and str(run_dir) in cmdline:
-            return p.info["pid"]
-    raise AssertionError(f"no trainer process for {run_dir}")
+    pid = trainer_pid(run_dir)
+    assert pid is not None, f"no trainer process for {run_dir}"
+    return pid
 
 
 def _wait_for(executor: RayExecutor, run_dir: Path, state: str, timeout_s: float = 120) -> None:
