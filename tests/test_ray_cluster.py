@@ -23,6 +23,7 @@ import pytest
 from ray_cluster import trainer_pid
 from runs_helpers import epoch_lines, wait_until
 
+from s7core.config import settings
 from s7core.data import make_tiny_cifar10
 from s7core.runs import RunState, read_status, run_info
 from s7core.runs.ray_jobs import CLUSTER_DEFAULT_CPUS, RayExecutor
@@ -30,6 +31,9 @@ from s7core.runs.ray_jobs import CLUSTER_DEFAULT_CPUS, RayExecutor
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]  # one long story on a busy 2-core machine
 
 REPO = Path(__file__).resolve().parents[1]
+# the most a run may train: on a quiet machine `tiny` on 500 images trains 300 epochs in about two minutes, before
+# the story below has stopped and killed its two long runs
+LONG_EPOCHS = int(next(s.high for s in settings() if s.name == "epochs"))
 JOB_STATE = {"finished": "SUCCEEDED", "stopped": "STOPPED", "failed": "FAILED"}  # run state -> Ray's job status
 
 
@@ -115,7 +119,7 @@ def _launch_from_the_train_page(name: str) -> None:
 def test_runs_queue_train_stop_fail_and_resume_on_the_cluster(on_cluster: Path) -> None:
     root, executor = on_cluster, RayExecutor()
     # two long runs hold one CPU each: at least one of them is on the head, so no node has 2 CPUs free
-    long_a, long_b = (_detach(root, name, epochs=300, cpus=1) for name in ("a", "b"))
+    long_a, long_b = (_detach(root, name, epochs=LONG_EPOCHS, cpus=1) for name in ("a", "b"))
     wait_until(lambda: _training(long_a) and _training(long_b), timeout_s=180, poll_s=0.5)
     waiting = _detach(root, "c", epochs=1, cpus=2)
     assert read_status(waiting).state is RunState.QUEUED
