@@ -215,7 +215,8 @@ class ProgressPrinter:
 
     def epoch(self, e) -> None:
         val = f" | val loss {e.val_loss:.4f} acc {_pct(e.val_acc)}" if e.val_acc is not None else ""
-        test = f" | test loss {e.test_loss:.4f} acc {_pct(e.test_acc)}" if e.test_acc is not None else ""
+        part = f" (first {e.test_subset:,} images)" if e.test_subset else ""
+        test = f" | test{part} loss {e.test_loss:.4f} acc {_pct(e.test_acc)}" if e.test_acc is not None else ""
         line = (
             f"epoch {e.epoch}/{e.epochs} train loss {e.train_loss:.4f} acc {_pct(e.train_acc)}{val}{test} "
             f"| lr {e.lr:.4g} | {e.epoch_s:.1f} s | ETA {_duration(e.eta_s)}{' *best' if e.best else ''}"

@@ -54,6 +54,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     pattern: str = ""  # a regular expression for further accepted text, e.g. cuda:\d+
     step: float | None = None  # a sensible increment for a number input
+    zero: str = ""  # what the value 0 means, in words ("off", "only after the last epoch"); "" for a plain 0
 
     @property
     def name(self) -> str:
@@ -64,6 +65,15 @@ class Setting:
     def title(self) -> str:
         """The label with its unit, e.g. "batch size (images per step)"."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    def shown(self, value: Any) -> str:
+        """A value in words: "on", "512 images", "only after the last epoch", "0.4"."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if value == 0 and self.zero:
+            return self.zero
+        number = f"{value:,}" if isinstance(value, int) else str(value)
+        return f"{number} {self.unit}" if self.unit else number
 
     def allowed(self) -> str:
         """The values this setting takes, in words: "whole pixels from 0 to 16", "one of sgd, adam"."""
@@ -108,10 +118,11 @@ def setting(
     choices: tuple[str, ...] = (),
     pattern: str = "",
     step: float | None = None,
+    zero: str = "",
 ) -> Any:
     """A dataclass field with its default and its whole declaration (see `Setting`)."""
     declaration = dict(label=label, help=help, group=group, unit=unit, low=low, high=high, low_open=low_open)
-    declaration.update(choices=choices, pattern=pattern, step=step)
+    declaration.update(choices=choices, pattern=pattern, step=step, zero=zero)
     return field(default=default, metadata={_DECLARATION: declaration})
 
 
@@ -175,12 +186,13 @@ class AugmentConfig:
 
     crop_padding: int = setting(
         4, label="random-crop padding", unit="pixels", low=0, high=16, step=1, group=_AUGMENT,
+        zero="off",
         help="pad each side by this many reflected pixels, then crop back to size at a random offset (0 = off)",
     )  # fmt: skip
     flip: bool = setting(True, label="horizontal flip", group=_AUGMENT, help="mirror each image with probability 0.5")
     cutout: int = setting(
         0, label="cutout square", unit="pixels", low=0, high=32, step=1, group=_AUGMENT,
-        help="side of one square per image set to the mean colour (0 after normalising); 0 = off",
+        zero="off", help="side of one square per image set to the mean colour (0 after normalising); 0 = off",
     )  # fmt: skip
     affine: bool = setting(
         False, label="random affine", group=_AUGMENT,
@@ -266,11 +278,12 @@ class TrainConfig:
     augment: AugmentConfig = _section(AugmentConfig)  # training-batch augmentation
     val_split: int = setting(
         0, label="held out for validation", unit="images", low=0, high=49_000, step=1000, group=_REGULARISE,
+        zero="none",
         help="training images held out to pick the best checkpoint and to steer the plateau schedule (0 = none)",
     )  # fmt: skip
     ema: float = setting(
         0.0, label="weight-average decay", low=0, high=0.99999, group=_REGULARISE,
-        help="decay of an exponential moving average of the weights, which is then evaluated (0 = off)",
+        zero="off", help="decay of an exponential moving average of the weights, which is then evaluated (0 = off)",
     )  # fmt: skip
     tta_flip: bool = setting(
         False, label="test-time mirror", group=_REGULARISE,
@@ -302,11 +315,27 @@ class TrainConfig:
     )  # fmt: skip
     max_steps: int = setting(
         0, label="stop after", unit="steps", low=0, high=10**9, step=10, group=_DEVICE,
-        help="stop after this many optimizer steps in all (0 = no cap); for smoke tests",
+        zero="no cap", help="stop after this many optimizer steps in all (0 = no cap); for smoke tests",
     )  # fmt: skip
     eval_every: int = setting(
-        1, label="test every", unit="epochs", low=1, high=1000, step=1, group=_REGULARISE,
-        help="epochs between test-set evaluations (the last epoch is always evaluated)",
+        1, label="test every", unit="epochs", low=0, high=1000, step=1, group=_REGULARISE,
+        zero="only after the last epoch",
+        help="epochs between test-set evaluations (0 = only after the last epoch, which is always scored)",
+    )  # fmt: skip
+    eval_subset: int = setting(
+        0, label="test images between", unit="images", low=0, high=10_000, step=500, group=_REGULARISE,
+        zero="all of them",
+        help="score the test evaluations before the last epoch on this many test images, without test-time "
+        "augmentation, for the curve only (0 = all of them); the last epoch is scored on the whole test set",
+    )  # fmt: skip
+    small_epochs: int = setting(
+        0, label="epochs at a smaller size", unit="epochs", low=0, high=1000, step=1, group=_AUGMENT,
+        zero="off", help="train the first epochs on images scaled down to the smaller size below, which costs less per "
+        "image; the later epochs and every evaluation use full-size images (0 = off)",
+    )  # fmt: skip
+    small_size: int = setting(
+        24, label="smaller image size", unit="pixels", low=8, high=64, step=2, group=_AUGMENT,
+        help="side of the scaled-down images of the first epochs (see 'epochs at a smaller size')",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
