@@ -327,6 +327,8 @@ def watch_run(run_dir: Path) -> None:
     cols = st.columns(3)
     loss = {"loss": "train (running mean)", "train_loss": "train", "val_loss": "validation", "test_loss": "test"}
     acc = {"accuracy": "train (running mean)", "train_acc": "train", "val_acc": "validation", "test_acc": "test"}
+    if any(r.get("test_subset") for r in rows):  # curve-only points on part of the test set (see 'test images between')
+        loss["test_loss"] = acc["test_acc"] = "test (part of it before the last epoch)"
     n = info.epochs
     cols[0].plotly_chart(_curve(rows, loss, "Loss", "nats", n), key="train_loss_chart")
     cols[1].plotly_chart(_curve(rows, acc, "Accuracy", "fraction correct", n, [0, 1]), key="train_acc_chart")

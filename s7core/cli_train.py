@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from s7core.config import Resources, Setting, resource_settings, settings, with_settings
+from s7core.config import Resources, Setting, resource_settings, settings, time_to_go, with_settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES
 from s7core.runs.executor import BACKEND_ENV, EXECUTORS
@@ -198,8 +198,7 @@ class ProgressPrinter:
             self.stream.flush()
 
     def step(self, e) -> None:
-        remaining = (self.epochs - e.epoch) * e.steps_per_epoch + e.steps_per_epoch - e.step
-        eta = remaining * self.batch / max(e.images_per_s, 1e-9)
+        eta = time_to_go(e.elapsed_s, e.work_done, e.work_total) or 0.0
         bar = "#" * int(20 * e.step / e.steps_per_epoch)
         line = (
             f"epoch {e.epoch}/{self.epochs} [{bar:<20}] step {e.step}/{e.steps_per_epoch} loss {e.loss:.4f} "

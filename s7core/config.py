@@ -345,6 +345,12 @@ class TrainConfig:
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise ConfigError("optimizer 'nesterov' needs momentum > 0 — set momentum (e.g. 0.9) or use 'sgd'")
 
+    def epoch_work(self, image_size: int) -> tuple[float, ...]:
+        """Each planned epoch's work relative to an epoch at full size: pixels per image, so an early epoch at
+        the smaller size costs (small / full)^2 of one. Time-left estimates weigh the epochs by it."""
+        small = min(1.0, (self.small_size / image_size) ** 2)
+        return tuple(small if e < self.small_epochs else 1.0 for e in range(self.epochs))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
         return dataclasses.asdict(self)
@@ -360,6 +366,14 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A checked copy with some settings changed; None values are ignored, `augment` may be plain data."""
         return TrainConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
+def time_to_go(elapsed_s: float, work_done: float, work_total: float) -> float | None:
+    """Seconds still needed at the pace so far (seconds per unit of work, see TrainConfig.epoch_work); None
+    before any work is done."""
+    if work_done <= 0:
+        return None
+    return elapsed_s / work_done * max(work_total - work_done, 0.0)
 
 
 def settings() -> list[Setting]:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s7core.config import ConfigError, TrainConfig
+from s7core.config import ConfigError, TrainConfig, time_to_go
 from s7core.data import CifarData, augment_batch, normalize
 from s7core.device import PrecisionChoice, autocast, choose_precision, resolve_device, resolve_precision
 from s7core.errors import UserError
@@ -53,6 +53,9 @@ class StepEvent:
     lr: float  # learning rate of the step just taken
     images_per_s: float  # training throughput since the previous step event
     elapsed_s: float  # training time since the run began, all sessions together
+    # Work done and planned, in full-size epochs (TrainConfig.epoch_work): what the time left is paced on.
+    work_done: float = 0.0
+    work_total: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
@@ -273,6 +276,7 @@ class _Loop:
         n = self.train_set[0].shape[0]
         self.batch = min(c.batch_size, n)
         self.steps_per_epoch = n // self.batch  # the last partial batch is dropped
+        self.work = c.epoch_work(spec.input_shape[-1])
         self.optimizer = make_optimizer(self.model, c)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.plateau = Plateau(c.plateau_factor, c.plateau_patience)
@@ -360,8 +364,15 @@ class _Loop:
                 get_lr(self.config, self.global_step - 1, self.steps_per_epoch, self.plateau.scale),  # the step taken
                 images_per_s,
                 self.elapsed(),
+                self.work_done(),
+                sum(self.work),
             )
         )
+
+    def work_done(self) -> float:
+        """Full-size epochs' worth of training done: the finished epochs and the running one's share."""
+        running = self.work[self.epoch] * self.step / self.steps_per_epoch if self.epoch < len(self.work) else 0.0
+        return sum(self.work[: self.epoch]) + running
 
     def evaluate_on(
         self, pair: tuple[torch.Tensor, torch.Tensor], subset: int = 0
@@ -376,7 +387,7 @@ class _Loop:
             pair, kw = (pair[0][:subset], pair[1][:subset]), {"channels_last": c.channels_last}
         return loss_and_accuracy(self.eval_model, *pair, precision=self.precision, **kw)
 
-    def end_epoch(self, epoch_start: float, session_epochs: int, session_start: float, last: bool) -> None:
+    def end_epoch(self, epoch_start: float, last: bool) -> None:
         """Evaluate, step the plateau schedule, pick the best checkpoint, emit the epoch and checkpoint it."""
         c = self.config
         loss_sum, correct, n = self.sums.tolist()
@@ -397,13 +408,13 @@ class _Loop:
         monitor = val_acc if c.val_split else full_test_acc  # validation picks the best checkpoint if there is one
         best = monitor is not None and monitor > self.best_metric
         if best:
-            if full_test_acc is None:
-                test_loss, test_acc = self.evaluate_on(self.test_set)
+            if full_test_acc is None:  # the checkpoint's test accuracy is always on the whole test set
+                (test_loss, test_acc), subset = self.evaluate_on(self.test_set), 0
             self.best_metric, self.best_epoch, self.best_accuracy = monitor, self.epoch + 1, test_acc
         self.epoch, self.step = self.epoch + 1, 0
         self.sums.zero_()
         now = time.perf_counter()
-        eta = (now - session_start) / session_epochs * (c.epochs - self.epoch)
+        eta = time_to_go(self.elapsed(), self.work_done(), sum(self.work)) or 0.0
         event = EpochEvent(
             self.epoch,
             c.epochs,
@@ -427,7 +438,6 @@ class _Loop:
 
     def run(self) -> TrainResult:
         c, stopped = self.config, False
-        session_start, session_epochs = time.perf_counter(), 0
         self.model.train()
         while self.epoch < c.epochs and not (c.max_steps and self.global_step >= c.max_steps):
             epoch_start = time.perf_counter()
@@ -436,9 +446,8 @@ class _Loop:
                 stopped = True
                 self.on_checkpoint(self.state(), False)
                 break
-            session_epochs += 1
             last = outcome == "capped" or self.epoch + 1 == c.epochs
-            self.end_epoch(epoch_start, session_epochs, session_start, last)
+            self.end_epoch(epoch_start, last)
         final = self.history[-1]["test_acc"] if self.history else None
         return TrainResult(
             self.eval_model,

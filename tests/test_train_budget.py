@@ -94,3 +94,23 @@ def test_a_measured_speed_times_the_smaller_size_when_the_config_has_small_epoch
     measured = speed.measure_speed(get_preset("tiny"), config)
     assert measured.small_train_images_per_s and measured.small_train_images_per_s > 0
     assert speed.measure_speed(get_preset("tiny"), config.replace(small_epochs=0)).small_train_images_per_s is None
+
+
+def test_step_events_count_work_in_full_size_epochs(tiny_data):
+    events = []
+    config = quick_config(epochs=3, small_epochs=2, small_size=16, eval_every=0)
+    train(micro_spec(), config, tiny_data, callback=events.append)
+    assert config.epoch_work(32) == (0.25, 0.25, 1.0)
+    steps = [e for e in events if e.kind == "step"]
+    assert all(e.work_total == 1.5 for e in steps)
+    ends = [e.work_done for e in steps if e.step == e.steps_per_epoch]
+    assert ends == pytest.approx([0.25, 0.5, 1.5])
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert epochs[-1].eta_s == 0.0 and epochs[0].eta_s == pytest.approx(epochs[0].elapsed_s / 0.25 * 1.25, rel=0.2)
+
+
+def test_a_checkpoint_picked_on_validation_is_scored_on_the_whole_test_set(tiny_data):
+    result = train(micro_spec(), quick_config(epochs=2, val_split=64, eval_subset=50), tiny_data)
+    for h in result.history:
+        assert h["test_subset"] == (0 if h["best"] or h["epoch"] == 2 else 50)
+    assert result.best_accuracy == next(h["test_acc"] for h in result.history if h["epoch"] == result.best_epoch)
