@@ -25,13 +25,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given_as(err: UserError, args: argparse.Namespace) -> str:
+    """' (given as --weight-decay)' when the refused setting came from a flag of this command, else ''."""
+    from s7core.cli_train import setting_flag
+    from s7core.config import ConfigError
+
+    setting = err.setting if isinstance(err, ConfigError) else None
+    if setting is None or getattr(args, setting.path, None) is None:
+        return ""
+    return f" (given as {setting_flag(setting)})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 with a usage line on bad flags
     try:
         return int(args.run(args) or 0)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{_given_as(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
