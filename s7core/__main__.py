@@ -12,13 +12,14 @@ from s7core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from s7core import cli_class, cli_design, cli_runs, cli_train
+    from s7core import cli_class, cli_design, cli_lesson, cli_runs, cli_train
 
     parser = argparse.ArgumentParser(
         prog="python -m s7core", description="s7: design, check and train small CIFAR-10 convnets."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_design.register(sub)
+    cli_lesson.register(sub)
     cli_train.register(sub)
     cli_runs.register(sub)
     cli_class.register(sub)
