@@ -219,10 +219,11 @@ def test_a_torchvision_classifier_by_name_gets_every_view() -> None:
 
 def test_a_torchvision_classifier_too_costly_for_this_machine_is_refused_in_words() -> None:
     at = _torchvision_page(64)
+    at.session_state["rf_tv_vgg16"] = 448
     at.selectbox(key="rf_tv_name").set_value("vgg16").run()
-    assert not at.exception and at.main.metric[0].value == f"{torchvision_rf('vgg16', (3, 224, 224)).global_rf:,} px"
+    assert not at.exception and at.main.metric[0].value == f"{torchvision_rf('vgg16', (3, 448, 448)).global_rf:,} px"
     (warning,) = [w.value for w in at.main.warning if "views that run the network are off" in w.value]
-    assert "vgg16 needs 15.5 G mult-adds an image at 224x224" in warning
+    assert "vgg16 needs 61.9 G mult-adds an image at 448x448" in warning
     assert not [f for f in _figures(at) if "feature maps" in f["layout"].get("title", {}).get("text", "")]
 
 

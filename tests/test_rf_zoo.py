@@ -54,9 +54,9 @@ def test_costs_come_from_torchvisions_metadata_and_agree_with_a_count() -> None:
 
 
 def test_what_would_take_too_long_or_too_much_memory_is_refused_with_its_numbers() -> None:
-    slow = zoo.classifier_info("vgg16").budget_problem()
-    assert slow and "15.5 G mult-adds an image at 224x224" in slow and "smaller input side" in slow
-    assert zoo.classifier_info("vgg16", (3, 160, 160)).budget_problem() is None
+    slow = zoo.classifier_info("vgg16", (3, 448, 448)).budget_problem()
+    assert slow and "61.9 G mult-adds an image at 448x448" in slow and "smaller input side" in slow
+    assert zoo.classifier_info("vgg16").budget_problem() is None
     big = zoo.classifier_info("vit_h_14").budget_problem()
     assert big and "633 M parameters" in big
     with pytest.raises(ZooError, match="633 M parameters"):

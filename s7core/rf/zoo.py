@@ -64,9 +64,10 @@ UNTRAINED, PRETRAINED = "untrained", "pretrained"
 WEIGHTS = (UNTRAINED, PRETRAINED)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation torchvision's ImageNet weights were trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# What one view may cost on a 2-core CPU (tests/test_rf_zoo.py measures the presets' costs against these): a
-# forward and backward pass of about 12 G mult-adds takes some 10 s there, and 150 M parameters 600 MB a model.
-MAX_VIEW_MULT_ADDS = 12_000_000_000
+# What one view may cost on a 2-core CPU. On the 2-core AMD EPYC host (README, "Any torchvision classifier"),
+# vgg16's 15.5 G mult-adds an image took 1.9 s for an effective RF at 224x224, so 40 G is about 5 s a view;
+# 150 M parameters are 600 MB a model, of which the Receptive-field page keeps two.
+MAX_VIEW_MULT_ADDS = 40_000_000_000
 MAX_VIEW_PARAMETERS = 150_000_000
 DOWNLOAD_TIMEOUT_S = 20.0  # per network read: an offline machine fails at once, a blackholed one after this
 # The builders of these pass arguments of their own when they load weights; a model built without weights
