@@ -30,7 +30,15 @@ _KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
 
 class ConfigError(UserError, ValueError):
-    """A training setting out of range or of the wrong type; the message names it and what it allows."""
+    """A training setting out of range or of the wrong type; the message names it in words and what it allows.
+
+    `setting` is the refused setting's declaration when one setting is to blame, so a caller can say where it was
+    given (the command line adds its flag); None otherwise.
+    """
+
+    def __init__(self, message: str, setting: Setting | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class AugmentError(ConfigError):
@@ -85,7 +93,8 @@ class Setting:
         if self.kind is int:
             whole = f"whole {self.unit}" if self.unit else "a whole number"
             return f"{whole} from {self.low} to {self.high}"
-        return f"{'above' if self.low_open else 'at least'} {self.low} and at most {self.high}"
+        span = f"above {self.low} and at most {self.high}" if self.low_open else f"between {self.low} and {self.high}"
+        return f"{span} ({self.unit})" if self.unit else span
 
     def accepts(self, value: Any) -> bool:
         """Whether `value` has this setting's type and lies within its limits."""
@@ -101,7 +110,7 @@ class Setting:
     def check(self, value: Any, error: type[ConfigError] = ConfigError) -> Any:
         """`value`, a float where a float is asked for; raise `error` naming the setting when it is refused."""
         if not self.accepts(value):
-            raise error(f"{self.path} must be {self.allowed()}, got {value!r}")
+            raise error(f"{self.label} must be {self.allowed()}, got {value!r}", self)
         return float(value) if self.kind is float else value
 
 
@@ -152,6 +161,11 @@ def _own_settings(cls: type) -> tuple[Setting, ...]:
     sections = {f.metadata[_SECTION]: f.name for f in dataclasses.fields(TrainConfig) if _SECTION in f.metadata}
     prefix = f"{sections[cls]}." if cls in sections else ""
     return tuple(_setting(f, prefix) for f in dataclasses.fields(cls) if _DECLARATION in f.metadata)
+
+
+def _declaration(cls: type, name: str) -> Setting:
+    """The declaration of field `name` of `cls`, for a message about a check that spans several fields."""
+    return next(s for s in _own_settings(cls) if s.name == name)
 
 
 def _check_fields(config: Any, error: type[ConfigError]) -> None:
@@ -343,7 +357,10 @@ class TrainConfig:
             raise ConfigError(f"augment must be an AugmentConfig, got {self.augment!r} — use TrainConfig.from_dict")
         _check_fields(self, ConfigError)
         if self.optimizer == "nesterov" and self.momentum == 0:
-            raise ConfigError("optimizer 'nesterov' needs momentum > 0 — set momentum (e.g. 0.9) or use 'sgd'")
+            raise ConfigError(
+                "the nesterov optimizer needs a momentum above 0: set the momentum (e.g. 0.9) or pick sgd",
+                _declaration(TrainConfig, "momentum"),
+            )
 
     def epoch_work(self, image_size: int) -> tuple[float, ...]:
         """Each planned epoch's work relative to an epoch at full size: pixels per image, so an early epoch at
@@ -420,7 +437,10 @@ class Resources:
     def __post_init__(self) -> None:
         _check_fields(self, ConfigError)
         if self.gpus > 1 and not float(self.gpus).is_integer():
-            raise ConfigError(f"gpus {self.gpus:g}: above one GPU, ask for whole GPUs (2, 3, ...); a share is below 1")
+            raise ConfigError(
+                f"GPUs {self.gpus:g}: above one GPU, ask for whole GPUs (2, 3, ...); a share is below 1",
+                _declaration(Resources, "gpus"),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

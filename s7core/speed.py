@@ -32,6 +32,7 @@ MEASURE_STEPS = 3  # timed training steps, after one warm-up step
 MEASURE_BATCH_CAP = 256  # images a step at most: per-image cost levels off well below the larger batches
 EVAL_BATCH = 256
 TEST_IMAGES = 10_000  # the CIFAR-10 test set, evaluated after the run and whenever the config asks
+TRAIN_IMAGES = 50_000  # the CIFAR-10 training set, assumed when the data folder cannot say
 _cache: dict[str, Speed] = {}
 _lock = threading.Lock()  # one measurement at a time: two at once would each time the other's load
 
@@ -154,3 +155,27 @@ def estimate_run(config: TrainConfig, speed: Speed, train_images: int) -> RunEst
     eval_images = epochs * c.val_split + (1 + again) * TEST_IMAGES + len(due) * (subset / views or TEST_IMAGES)
     total = train_s + eval_images / speed.eval_images_per_s
     return RunEstimate(total, total / epochs, steps_per_epoch * batch, evaluations)
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def describe_estimate(config: TrainConfig, speed: Speed, estimate: RunEstimate) -> tuple[str, str]:
+    """(headline, detail) of an estimate in words, as the Train page and `python -m s7core estimate` show it."""
+    headline = (
+        f"about {format_duration(estimate.total_s)} for {config.epochs} epochs "
+        f"({format_duration(estimate.epoch_s)} an epoch, {estimate.evaluations} test evaluations)"
+    )
+    detail = (
+        f"Measured here: {speed.train_images_per_s:,.0f} training images/s at batch {speed.batch} "
+        f"({speed.precision} on {speed.device}), {speed.eval_images_per_s:,.0f} evaluation images/s; "
+        f"{estimate.train_images:,} training images an epoch. Other work on this machine slows it down."
+    )
+    return headline, detail
