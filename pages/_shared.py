@@ -488,15 +488,15 @@ def set_layer(index: int, last: int) -> None:
 def layer_buttons(records: list[RFRecord], prefix: str) -> None:
     """Previous and Next layer buttons, the same on every page that steps through the layers."""
     last, here = len(records) - 1, selected_layer(records)
-    cols = st.columns(2)
-    cols[0].button(
-        "Previous layer", key=f"{prefix}_previous", on_click=set_layer, args=(here - 1, last),
-        icon=":material/skip_previous:", disabled=here <= 1, width="stretch",
-    )  # fmt: skip
-    cols[1].button(
-        "Next layer", key=f"{prefix}_next", on_click=set_layer, args=(here + 1, last),
-        icon=":material/skip_next:", disabled=here >= last, width="stretch",
-    )  # fmt: skip
+    with st.container(horizontal=True, wrap=True):  # as wide as their labels; on a narrow column, one a line
+        st.button(
+            "Previous layer", key=f"{prefix}_previous", on_click=set_layer, args=(here - 1, last),
+            icon=":material/skip_previous:", disabled=here <= 1,
+        )  # fmt: skip
+        st.button(
+            "Next layer", key=f"{prefix}_next", on_click=set_layer, args=(here + 1, last),
+            icon=":material/skip_next:", disabled=here >= last,
+        )  # fmt: skip
 
 
 @st.cache_resource(show_spinner="Reading CIFAR-10…", max_entries=2)

@@ -210,7 +210,7 @@ def _base_frame() -> pd.DataFrame:
 
 
 def _toolbar(spec) -> None:
-    cols = st.columns([4, 2, 2, 2], vertical_alignment="bottom")
+    cols = st.columns([2, 3], vertical_alignment="bottom")
     names = list(PRESETS)
     with cols[0]:
         pick, reload = st.columns([3, 1], vertical_alignment="bottom")
@@ -228,34 +228,30 @@ def _toolbar(spec) -> None:
             "", key="arch_load_preset", on_click=_load_preset, icon=":material/restart_alt:",
             help="Load the preset again, dropping your edits", disabled=st.session_state.get(PRESET_KEY) is None,
         )  # fmt: skip
-    with cols[1].popover("Upload a spec", icon=":material/upload:", width="stretch"):
-        st.file_uploader("Upload a spec (JSON)", type=["json"], key="arch_upload", on_change=_load_upload)
+    # Buttons as wide as their labels, in a row that wraps: at 1280x720 in projector mode no label is cut short.
+    with cols[1].container(horizontal=True, wrap=True, horizontal_alignment="right", vertical_alignment="bottom"):
+        with st.popover("Upload a spec", icon=":material/upload:"):
+            st.file_uploader("Upload a spec (JSON)", type=["json"], key="arch_upload", on_change=_load_upload)
+        st.download_button(
+            "Download spec", spec.to_json(), file_name=download_name(spec.name, ".json"), mime="application/json",
+            icon=":material/download:",
+        )  # fmt: skip
+        st.button("Share as link", key="arch_share", on_click=_share, icon=":material/link:",
+                  help="Puts the network in the URL")  # fmt: skip
     if st.session_state.get("arch_upload_error"):
         sh.show_error(st.session_state["arch_upload_error"], cols[1])
-    cols[2].download_button(
-        "Download spec",
-        spec.to_json(),
-        file_name=download_name(spec.name, ".json"),
-        mime="application/json",
-        icon=":material/download:",
-        width="stretch",
-    )
-    cols[3].button(
-        "Share as link", key="arch_share", on_click=_share, icon=":material/link:", help="Puts the network in the URL",
-        width="stretch",
-    )  # fmt: skip
     if "spec" in st.query_params or "preset" in st.query_params:
         link = "&".join(f"{k}={v}" for k, v in st.query_params.items())
-        cols[3].caption(f"Copy the address bar, or `?{link[:60]}{'…' if len(link) > 60 else ''}`")
+        cols[1].caption(f"Copy the address bar, or `?{link[:60]}{'…' if len(link) > 60 else ''}`")
 
 
 def _row_actions(n_rows: int) -> None:
     up, down = ":material/arrow_upward:", ":material/arrow_downward:"
     move, insert = st.columns([2, 3], gap="large", vertical_alignment="bottom")
-    cols = move.columns([2, 3, 3], vertical_alignment="bottom")
-    cols[0].number_input("Row", min_value=0, max_value=max(n_rows - 1, 0), step=1, key="arch_row")
-    cols[1].button("Move up", key="arch_move_up", on_click=_move, args=(-1,), icon=up, width="stretch")
-    cols[2].button("Move down", key="arch_move_down", on_click=_move, args=(1,), icon=down, width="stretch")
+    with move.container(horizontal=True, wrap=True, vertical_alignment="bottom"):  # wraps rather than cut a label
+        st.number_input("Row", min_value=0, max_value=max(n_rows - 1, 0), step=1, key="arch_row", width=140)
+        st.button("Move up", key="arch_move_up", on_click=_move, args=(-1,), icon=up)
+        st.button("Move down", key="arch_move_down", on_click=_move, args=(1,), icon=down)
     cols = insert.columns([4, 2, 2, 3], vertical_alignment="bottom")
     cols[0].selectbox(
         "Insert a block",

@@ -6,6 +6,7 @@ the gradient of one unit actually lands) from s7core.rf.effective.effective_rf.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -264,13 +265,9 @@ def _batch(image: np.ndarray):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _untrained_model(key: str):
-    import torch
+    from s7core.features import untrained_model
 
-    from s7core.model import build_model
-
-    with torch.random.fork_rng(devices=[]):  # seeded, without touching the process's random state
-        torch.manual_seed(0)
-        return build_model(spec_from_dict(json.loads(key))).eval()
+    return untrained_model(spec_from_dict(json.loads(key)))  # seeded, the process's random state left alone
 
 
 @st.cache_resource(show_spinner="Loading the trained network…", max_entries=2)
@@ -424,7 +421,10 @@ def _reach_figure(image: np.ndarray, reach, record) -> go.Figure:
     fig = go.Figure(go.Image(z=faded, zsmooth=False, hoverinfo="skip"))
     fig.add_trace(go.Image(z=_reach_picture(image, reach), x0=reach.left, y0=reach.top, zsmooth=False,
                            hovertemplate="pixel (%{y}, %{x})<extra></extra>"))  # fmt: skip
+    rows, cols = reach.codes.shape
     box = unit_window(record, reach.row, reach.col, size)
+    box = dataclasses.replace(box, top=reach.top, left=reach.left, bottom=reach.top + rows - 1,
+                              right=reach.left + cols - 1)  # fmt: skip  # a merge may widen a module's box
     fig.add_shape(type="rect", x0=box.left - 0.5, x1=box.right + 0.5, y0=box.top - 0.5, y1=box.bottom + 0.5,
                   line=dict(color=WINDOW_COLOUR, width=3))  # fmt: skip
     fig.update_layout(title=dict(text=f"{record.name}, unit ({reach.row}, {reach.col}): which pixels reach it"))
@@ -541,10 +541,171 @@ def _features_section(spec, record, image: np.ndarray, picked) -> None:
 
 # ---------------------------------------------------------------- a torchvision classifier
 
+TV_WEIGHTS_KEY, TV_WEIGHTS_ERROR = "rf_tv_weights", "rf_tv_weights_error"
+
+
+def _weights_label(info, weights: str) -> str:
+    from s7core.rf.zoo import UNTRAINED
+
+    if weights == UNTRAINED:
+        return "untrained (random weights)"
+    if info.cached:
+        return "pretrained on ImageNet (in this machine's cache)"
+    return f"pretrained on ImageNet (downloads from PyTorch's servers once, {info.weights_mb:,.0f} MB)"
+
+
+def _fetch_weights(name: str) -> None:
+    """A callback: download the pretrained weights once; when that fails, say why and go back to untrained."""
+    from s7core.rf.zoo import PRETRAINED, UNTRAINED, pretrained_weights_file
+
+    st.session_state.pop(TV_WEIGHTS_ERROR, None)
+    if st.session_state.get(TV_WEIGHTS_KEY) != PRETRAINED:
+        return
+    try:
+        with st.spinner(f"Downloading the pretrained weights of {name}…"):
+            pretrained_weights_file(name)
+    except UserError as err:
+        st.session_state[TV_WEIGHTS_ERROR] = str(err)
+        st.session_state[TV_WEIGHTS_KEY] = UNTRAINED
+
+
+def _pick_weights(name: str, info) -> str:
+    """Untrained always; pretrained where torchvision has weights (fetched when picked, else untrained)."""
+    from s7core.rf.zoo import PRETRAINED, UNTRAINED
+
+    options = [UNTRAINED] + ([PRETRAINED] if info.weights_url else [])
+    if st.session_state.get(TV_WEIGHTS_KEY) not in options:
+        st.session_state[TV_WEIGHTS_KEY] = UNTRAINED
+    weights = st.radio("Weights", options, key=TV_WEIGHTS_KEY, horizontal=True, on_change=_fetch_weights,
+                       args=(name,), format_func=lambda w: _weights_label(info, w))  # fmt: skip
+    failed = st.session_state.get(TV_WEIGHTS_ERROR)
+    if failed:
+        st.warning(f"{failed}. Showing the untrained network.", icon=":material/cloud_off:")
+    return weights
+
+
+@st.cache_resource(show_spinner="Building the classifier…", max_entries=2)
+def _tv_model(name: str, weights: str):
+    """One model per classifier and weights for every session; each view works on its own private copy."""
+    from s7core.rf.zoo import build_classifier
+
+    return build_classifier(name, weights)
+
+
+@st.cache_data(show_spinner="Finding the pixels that can reach the unit…", max_entries=16)
+def _tv_reach(name: str, size: int, index: int, row: int, col: int):
+    from s7core.rf.reach import measured_reach
+    from s7core.rf.zoo import meta_classifier, torchvision_rf
+
+    table = torchvision_rf(name, (3, size, size))
+    records = (table.records[index], table.width_records[index])
+    return measured_reach(meta_classifier(name), (3, size, size), records[0].name, records, row, col)
+
+
+@st.cache_data(show_spinner="Computing the effective RF…", max_entries=16)
+def _tv_erf(name: str, weights: str, module: str, image: np.ndarray, unit: tuple[int, int] | None) -> np.ndarray:
+    from s7core.rf.zoo import imagenet_batch
+
+    return effective_rf(_tv_model(name, weights), imagenet_batch(image), module, unit)
+
+
+@st.cache_data(show_spinner="Computing the feature maps…", max_entries=16)
+def _tv_maps(name: str, weights: str, module: str, image: np.ndarray):
+    from s7core.rf.zoo import imagenet_batch
+
+    return feature_maps(_tv_model(name, weights), imagenet_batch(image), module)
+
+
+def _tv_image(size: int) -> tuple[np.ndarray, str]:
+    """The picked image at the classifier's input side, smoothly resized (a 32x32 CIFAR image grows 7-fold)."""
+    from PIL import Image
+
+    image, caption = _pick_source(size)
+    if image.shape[0] == size and image.shape[1] == size:
+        return image, caption
+    resized = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(resized), f"{caption}, resized from {image.shape[0]}x{image.shape[1]} to {size}x{size}"
+
+
+def _tv_views(name: str, size: int, table, index: int, row: int, col: int) -> None:
+    """Reachable pixels, effective RF and feature maps of the chosen unit and layer, with the weights picked."""
+    from s7core.rf.zoo import UNTRAINED, classifier_info
+
+    info = classifier_info(name, (3, size, size))
+    problem = info.budget_problem()
+    if problem:
+        st.warning(f"The views that run the network are off for this choice: {problem}.", icon=":material/speed:")
+        return
+    record = table.records[index]
+    st.caption(
+        f"{name}: {info.parameters / 1e6:,.1f} M parameters, {info.mult_adds / 1e9:,.2f} G mult-adds an image at "
+        f"{size}x{size}. Each view is computed once per layer, unit and image, then kept."
+    )
+    weights = _pick_weights(name, info)
+    image, caption = _tv_image(size)
+    st.caption(caption)
+    try:
+        _tv_model(name, weights)
+    except UserError as err:  # a cached weights file that cannot be read: say so, show the untrained network
+        st.warning(f"{err}. Showing the untrained network.", icon=":material/cloud_off:")
+        weights = UNTRAINED
+    shown = "untrained: random weights (seed 0)" if weights == UNTRAINED else "pretrained on ImageNet (torchvision)"
+    st.info(f"Weights shown: **{shown}**.", icon=":material/memory:")
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Which pixels can reach this unit")
+        _tv_reach_view(name, size, index, image, row, col, record)
+    with right:
+        st.subheader("Effective RF")
+        _tv_erf_view(name, weights, record, image, row, col, size)
+    st.subheader("What this layer sees")
+    _tv_maps_view(name, weights, record, image)
+
+
+def _tv_reach_view(name: str, size: int, index: int, image: np.ndarray, row: int, col: int, record) -> None:
+    try:
+        reach = _tv_reach(name, size, index, row, col)
+    except UserError as err:
+        sh.show_error(err)
+        return
+    st.plotly_chart(_reach_figure(image, reach, record), width="stretch", key="rf_tv_reach")
+    st.caption(
+        f"{reach.reached:,} image pixels have a path to unit ({row}, {col}) of {record.name}; {reach.holes:,} in its "
+        f"box have none (dark); {reach.padding:,} positions lie on padding (red). Measured by back-propagation "
+        "through a copy of the network whose every path adds a positive amount."
+    )
+
+
+def _tv_erf_view(name: str, weights: str, record, image: np.ndarray, row: int, col: int, size: int) -> None:
+    try:
+        erf = _tv_erf(name, weights, record.name, image, (row, col) if record.layer != "linear" else None)
+    except UserError as err:
+        sh.show_error(err)
+        return
+    title = f"{weights}, {record.name}, unit ({row}, {col}): RF {record.rf}"
+    st.plotly_chart(_erf_figure(erf, unit_window(record, row, col, size), title), width="stretch", key="rf_tv_erf")
+    st.caption("Heat: how strongly each input pixel moves the unit (mean |gradient|, scaled to a maximum of 1).")
+
+
+def _tv_maps_view(name: str, weights: str, record, image: np.ndarray) -> None:
+    if record.layer == "linear":
+        st.info("This layer gives a vector, not maps: pick an earlier layer to see its feature maps.")
+        return
+    try:
+        maps = _tv_maps(name, weights, record.name, image)
+    except UserError as err:
+        sh.show_error(err)
+        return
+    channels, height, width = maps.shape
+    count = min(channels, 4 * max(dp.display().panels_per_row + 2, 4))
+    title = f"feature maps, {weights}, {record.name}: {channels} x {height}x{width}"
+    st.plotly_chart(_maps_figure(maps, count, title), width="stretch", key="rf_tv_maps")
+    st.caption(f"The {count} strongest of {channels} channels (by mean |activation|). " + _maps_caption(maps, count))
+
 
 def _torchvision_section() -> None:
-    """The RF table of any torchvision classifier by name, with the box of the chosen layer's centre unit."""
-    from s7core.rf.zoo import default_input, torchvision_classifiers, torchvision_rf
+    """Any torchvision classifier by name: its RF table, the box of a unit, and the views that run the network."""
+    from s7core.rf.zoo import default_input, module_names, torchvision_classifiers, torchvision_rf
 
     names = torchvision_classifiers()
     cols = st.columns([2, 1, 3], vertical_alignment="bottom")
@@ -553,11 +714,12 @@ def _torchvision_section() -> None:
         names,
         index=names.index("resnet18"),
         key="rf_tv_name",
-        help="Built without weights (nothing is downloaded): only its layers' geometry counts.",
+        help="Its RF table needs only the layers' geometry (built without weights); the views below run it.",
     )
     size = int(cols[1].number_input("Input side (pixels)", 16, 1024, default_input(name)[1], 1, key=f"rf_tv_{name}"))
     try:
         table = torchvision_rf(name, (3, size, size))
+        hookable = module_names(name)
     except UserError as err:
         sh.show_error(err)
         return
@@ -565,6 +727,7 @@ def _torchvision_section() -> None:
     for warning in table.warnings[:5]:
         st.caption(f":material/warning: {warning}")
     records = table.records
+    layers = [i for i in range(1, len(records)) if records[i].name in hookable]
     left, right = st.columns([3, 2], gap="large")
     with left:
         columns = ["name", "layer", "kernel", "dilation", "stride", "padding", "rf", "jump_out", "size_out"]
@@ -576,16 +739,19 @@ def _torchvision_section() -> None:
     with right:
         index = st.select_slider(
             "Layer",
-            options=list(range(1, len(records))),
-            value=len(records) // 2,
+            options=layers,
+            value=layers[len(layers) // 2],
             format_func=lambda i: _label(records[i]),
             key=f"rf_tv_layer_{name}_{size}",
+            help="The table's module layers (a graph operation such as an add has no module to look into).",
         )
-        image = np.asarray(_upscale(sh.sample_image(), size))
-        record = records[index]
-        window = centre_window(record, size)
-        st.plotly_chart(_image_figure(image, record, window, *(centre_unit(record.size_out),) * 2), width="stretch",
+        record, width_record = records[index], table.width_records[index]
+        row = _unit_slider("Output row", "rf_tv_row", record.size_out)
+        col = _unit_slider("Output column", "rf_tv_col", width_record.size_out)
+        picture = np.asarray(_upscale(sh.sample_image(), size))
+        st.plotly_chart(_image_figure(picture, record, unit_window(record, row, col, size), row, col), width="stretch",
                         key="rf_tv_picture")  # fmt: skip
+    _tv_views(name, size, table, index, row, col)
 
 
 def _upscale(image: np.ndarray, size: int):

@@ -147,7 +147,7 @@ def _submitted_config(base: TrainConfig, prefix: str) -> TrainConfig:
 def _estimate(spec, config: TrainConfig) -> None:
     """How long the run will take here, from a short measured speed of this network (kept per network)."""
     from s7core.data import count_train_images
-    from s7core.speed import estimate_run, measure_speed
+    from s7core.speed import TRAIN_IMAGES, describe_estimate, estimate_run, measure_speed
 
     speeds = st.session_state.setdefault(SPEED_KEY, {})
     key = f"{spec_key(spec)}|{config.batch_size}|{config.precision}|{config.channels_last}|{config.device}"
@@ -168,29 +168,12 @@ def _estimate(spec, config: TrainConfig) -> None:
         st.caption("Press the button for a time estimate from this network's measured speed on this machine.")
         return
     try:
-        images = count_train_images(data_dir()) or 50_000
+        images = count_train_images(data_dir()) or TRAIN_IMAGES
     except UserError:
-        images = 50_000
-    estimate = estimate_run(config, speed, images)
-    st.markdown(
-        f"**About {_duration(estimate.total_s)}** for {config.epochs} epochs "
-        f"({_duration(estimate.epoch_s)} an epoch, {estimate.evaluations} test evaluations)"
-    )
-    st.caption(
-        f"Measured here: {speed.train_images_per_s:,.0f} training images/s at batch {speed.batch} "
-        f"({speed.precision} on {speed.device}), {speed.eval_images_per_s:,.0f} evaluation images/s; "
-        f"{estimate.train_images:,} training images an epoch. Other work on this machine slows it down."
-    )
-
-
-def _duration(seconds: float) -> str:
-    """'45 s', '3 min 20 s', '1 h 05 min'."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        images = TRAIN_IMAGES
+    headline, detail = describe_estimate(config, speed, estimate_run(config, speed, images))
+    st.markdown(f"**{headline[0].upper()}{headline[1:]}**")
+    st.caption(detail)
 
 
 def _resources_form() -> dict[str, Any]:
@@ -275,6 +258,8 @@ def _progress(info: runs.RunInfo, last_step: dict | None) -> None:
 
 def _figures(info: runs.RunInfo, rows: list[dict], steps: list[dict]) -> None:
     """Epoch, images/s, time left and best accuracy, as metric tiles."""
+    from s7core.speed import format_duration
+
     last_step = steps[-1] if steps else None
     running = info.state == "running"
     cols = st.columns(4)
@@ -283,7 +268,7 @@ def _figures(info: runs.RunInfo, rows: list[dict], steps: list[dict]) -> None:
     cols[1].metric("Images/s", f"{rate:,.0f}" if rate else "—")
     left = time_left(info, rows)
     cols[2].metric(
-        "Time left", _duration(left) if left is not None else "—",
+        "Time left", format_duration(left) if left is not None else "—",
         help="From the pace of the steps so far (evaluations included), counting down between updates",
     )  # fmt: skip
     best = info.best_accuracy
@@ -328,6 +313,8 @@ def watch_run(run_dir: Path) -> None:
     cols = st.columns(3)
     loss = {"loss": "train (running mean)", "train_loss": "train", "val_loss": "validation", "test_loss": "test"}
     acc = {"accuracy": "train (running mean)", "train_acc": "train", "val_acc": "validation", "test_acc": "test"}
+    if any(r.get("test_subset") for r in rows):  # curve-only points on part of the test set (see 'test images between')
+        loss["test_loss"] = acc["test_acc"] = "test (part of it before the last epoch)"
     n = info.epochs
     cols[0].plotly_chart(_curve(rows, loss, "Loss", "nats", n), key="train_loss_chart")
     cols[1].plotly_chart(_curve(rows, acc, "Accuracy", "fraction correct", n, [0, 1]), key="train_acc_chart")

@@ -14,13 +14,14 @@ from s7core.stopping import StopFlag
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from s7core import cli_class, cli_design, cli_runs, cli_train
+    from s7core import cli_class, cli_design, cli_lesson, cli_runs, cli_train
 
     parser = argparse.ArgumentParser(
         prog="python -m s7core", description="s7: design, check and train small CIFAR-10 convnets."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_design.register(sub)
+    cli_lesson.register(sub)
     cli_train.register(sub)
     cli_runs.register(sub)
     cli_class.register(sub)
@@ -32,8 +33,20 @@ def _trains_here(argv: list[str]) -> bool:
     return argv[:1] == ["train"] and not any(arg.startswith("--det") for arg in argv)
 
 
+def _given_as(err: UserError, args: argparse.Namespace | None) -> str:
+    """' (given as --weight-decay)' when the refused setting came from a flag of this command, else ''."""
+    from s7core.cli_train import setting_flag
+    from s7core.config import ConfigError
+
+    setting = err.setting if isinstance(err, ConfigError) else None
+    if setting is None or getattr(args, setting.path, None) is None:
+        return ""
+    return f" (given as {setting_flag(setting)})"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    args = None  # until the parser has read argv
     try:
         with contextlib.ExitStack() as held:
             # A trainer's stop handling comes before the parser, whose commands import torch (a second or more):
@@ -43,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             args.stop_flag = stop
             return int(args.run(args) or 0)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{_given_as(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

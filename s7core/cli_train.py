@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from s7core.config import Resources, Setting, resource_settings, settings, with_settings
+from s7core.config import Resources, Setting, resource_settings, settings, time_to_go, with_settings
 from s7core.errors import UserError
 from s7core.recipes import RECIPES
 from s7core.runs.executor import BACKEND_ENV, EXECUTORS
@@ -175,8 +175,7 @@ class ProgressPrinter:
             self.stream.flush()
 
     def step(self, e) -> None:
-        remaining = (self.epochs - e.epoch) * e.steps_per_epoch + e.steps_per_epoch - e.step
-        eta = remaining * self.batch / max(e.images_per_s, 1e-9)
+        eta = time_to_go(e.elapsed_s, e.work_done, e.work_total) or 0.0
         bar = "#" * int(20 * e.step / e.steps_per_epoch)
         line = (
             f"epoch {e.epoch}/{self.epochs} [{bar:<20}] step {e.step}/{e.steps_per_epoch} loss {e.loss:.4f} "
@@ -192,7 +191,8 @@ class ProgressPrinter:
 
     def epoch(self, e) -> None:
         val = f" | val loss {e.val_loss:.4f} acc {_pct(e.val_acc)}" if e.val_acc is not None else ""
-        test = f" | test loss {e.test_loss:.4f} acc {_pct(e.test_acc)}" if e.test_acc is not None else ""
+        part = f" (first {e.test_subset:,} images)" if e.test_subset else ""
+        test = f" | test{part} loss {e.test_loss:.4f} acc {_pct(e.test_acc)}" if e.test_acc is not None else ""
         line = (
             f"epoch {e.epoch}/{e.epochs} train loss {e.train_loss:.4f} acc {_pct(e.train_acc)}{val}{test} "
             f"| lr {e.lr:.4g} | {e.epoch_s:.1f} s | ETA {_duration(e.eta_s)}{' *best' if e.best else ''}"

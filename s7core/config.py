@@ -30,7 +30,15 @@ _KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
 
 class ConfigError(UserError, ValueError):
-    """A training setting out of range or of the wrong type; the message names it and what it allows."""
+    """A training setting out of range or of the wrong type; the message names it in words and what it allows.
+
+    `setting` is the refused setting's declaration when one setting is to blame, so a caller can say where it was
+    given (the command line adds its flag); None otherwise.
+    """
+
+    def __init__(self, message: str, setting: Setting | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class AugmentError(ConfigError):
@@ -54,6 +62,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     pattern: str = ""  # a regular expression for further accepted text, e.g. cuda:\d+
     step: float | None = None  # a sensible increment for a number input
+    zero: str = ""  # what the value 0 means, in words ("off", "only after the last epoch"); "" for a plain 0
 
     @property
     def name(self) -> str:
@@ -65,6 +74,15 @@ class Setting:
         """The label with its unit, e.g. "batch size (images per step)"."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
+    def shown(self, value: Any) -> str:
+        """A value in words: "on", "512 images", "only after the last epoch", "0.4"."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if value == 0 and self.zero:
+            return self.zero
+        number = f"{value:,}" if isinstance(value, int) else str(value)
+        return f"{number} {self.unit}" if self.unit else number
+
     def allowed(self) -> str:
         """The values this setting takes, in words: "whole pixels from 0 to 16", "one of sgd, adam"."""
         if self.kind is bool:
@@ -75,7 +93,8 @@ class Setting:
         if self.kind is int:
             whole = f"whole {self.unit}" if self.unit else "a whole number"
             return f"{whole} from {self.low} to {self.high}"
-        return f"{'above' if self.low_open else 'at least'} {self.low} and at most {self.high}"
+        span = f"above {self.low} and at most {self.high}" if self.low_open else f"between {self.low} and {self.high}"
+        return f"{span} ({self.unit})" if self.unit else span
 
     def accepts(self, value: Any) -> bool:
         """Whether `value` has this setting's type and lies within its limits."""
@@ -91,7 +110,7 @@ class Setting:
     def check(self, value: Any, error: type[ConfigError] = ConfigError) -> Any:
         """`value`, a float where a float is asked for; raise `error` naming the setting when it is refused."""
         if not self.accepts(value):
-            raise error(f"{self.path} must be {self.allowed()}, got {value!r}")
+            raise error(f"{self.label} must be {self.allowed()}, got {value!r}", self)
         return float(value) if self.kind is float else value
 
 
@@ -108,10 +127,11 @@ def setting(
     choices: tuple[str, ...] = (),
     pattern: str = "",
     step: float | None = None,
+    zero: str = "",
 ) -> Any:
     """A dataclass field with its default and its whole declaration (see `Setting`)."""
     declaration = dict(label=label, help=help, group=group, unit=unit, low=low, high=high, low_open=low_open)
-    declaration.update(choices=choices, pattern=pattern, step=step)
+    declaration.update(choices=choices, pattern=pattern, step=step, zero=zero)
     return field(default=default, metadata={_DECLARATION: declaration})
 
 
@@ -141,6 +161,11 @@ def _own_settings(cls: type) -> tuple[Setting, ...]:
     sections = {f.metadata[_SECTION]: f.name for f in dataclasses.fields(TrainConfig) if _SECTION in f.metadata}
     prefix = f"{sections[cls]}." if cls in sections else ""
     return tuple(_setting(f, prefix) for f in dataclasses.fields(cls) if _DECLARATION in f.metadata)
+
+
+def _declaration(cls: type, name: str) -> Setting:
+    """The declaration of field `name` of `cls`, for a message about a check that spans several fields."""
+    return next(s for s in _own_settings(cls) if s.name == name)
 
 
 def _check_fields(config: Any, error: type[ConfigError]) -> None:
@@ -175,12 +200,13 @@ class AugmentConfig:
 
     crop_padding: int = setting(
         4, label="random-crop padding", unit="pixels", low=0, high=16, step=1, group=_AUGMENT,
+        zero="off",
         help="pad each side by this many reflected pixels, then crop back to size at a random offset (0 = off)",
     )  # fmt: skip
     flip: bool = setting(True, label="horizontal flip", group=_AUGMENT, help="mirror each image with probability 0.5")
     cutout: int = setting(
         0, label="cutout square", unit="pixels", low=0, high=32, step=1, group=_AUGMENT,
-        help="side of one square per image set to the mean colour (0 after normalising); 0 = off",
+        zero="off", help="side of one square per image set to the mean colour (0 after normalising); 0 = off",
     )  # fmt: skip
     affine: bool = setting(
         False, label="random affine", group=_AUGMENT,
@@ -266,11 +292,12 @@ class TrainConfig:
     augment: AugmentConfig = _section(AugmentConfig)  # training-batch augmentation
     val_split: int = setting(
         0, label="held out for validation", unit="images", low=0, high=49_000, step=1000, group=_REGULARISE,
+        zero="none",
         help="training images held out to pick the best checkpoint and to steer the plateau schedule (0 = none)",
     )  # fmt: skip
     ema: float = setting(
         0.0, label="weight-average decay", low=0, high=0.99999, group=_REGULARISE,
-        help="decay of an exponential moving average of the weights, which is then evaluated (0 = off)",
+        zero="off", help="decay of an exponential moving average of the weights, which is then evaluated (0 = off)",
     )  # fmt: skip
     tta_flip: bool = setting(
         False, label="test-time mirror", group=_REGULARISE,
@@ -302,11 +329,27 @@ class TrainConfig:
     )  # fmt: skip
     max_steps: int = setting(
         0, label="stop after", unit="steps", low=0, high=10**9, step=10, group=_DEVICE,
-        help="stop after this many optimizer steps in all (0 = no cap); for smoke tests",
+        zero="no cap", help="stop after this many optimizer steps in all (0 = no cap); for smoke tests",
     )  # fmt: skip
     eval_every: int = setting(
-        1, label="test every", unit="epochs", low=1, high=1000, step=1, group=_REGULARISE,
-        help="epochs between test-set evaluations (the last epoch is always evaluated)",
+        1, label="test every", unit="epochs", low=0, high=1000, step=1, group=_REGULARISE,
+        zero="only after the last epoch",
+        help="epochs between test-set evaluations (0 = only after the last epoch, which is always scored)",
+    )  # fmt: skip
+    eval_subset: int = setting(
+        0, label="test images between", unit="images", low=0, high=10_000, step=500, group=_REGULARISE,
+        zero="all of them",
+        help="score the test evaluations before the last epoch on this many test images, without test-time "
+        "augmentation, for the curve only (0 = all of them); the last epoch is scored on the whole test set",
+    )  # fmt: skip
+    small_epochs: int = setting(
+        0, label="epochs at a smaller size", unit="epochs", low=0, high=1000, step=1, group=_AUGMENT,
+        zero="off", help="train the first epochs on images scaled down to the smaller size below, which costs less per "
+        "image; the later epochs and every evaluation use full-size images (0 = off)",
+    )  # fmt: skip
+    small_size: int = setting(
+        24, label="smaller image size", unit="pixels", low=8, high=64, step=2, group=_AUGMENT,
+        help="side of the scaled-down images of the first epochs (see 'epochs at a smaller size')",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -314,7 +357,16 @@ class TrainConfig:
             raise ConfigError(f"augment must be an AugmentConfig, got {self.augment!r} — use TrainConfig.from_dict")
         _check_fields(self, ConfigError)
         if self.optimizer == "nesterov" and self.momentum == 0:
-            raise ConfigError("optimizer 'nesterov' needs momentum > 0 — set momentum (e.g. 0.9) or use 'sgd'")
+            raise ConfigError(
+                "the nesterov optimizer needs a momentum above 0: set the momentum (e.g. 0.9) or pick sgd",
+                _declaration(TrainConfig, "momentum"),
+            )
+
+    def epoch_work(self, image_size: int) -> tuple[float, ...]:
+        """Each planned epoch's work relative to an epoch at full size: pixels per image, so an early epoch at
+        the smaller size costs (small / full)^2 of one. Time-left estimates weigh the epochs by it."""
+        small = min(1.0, (self.small_size / image_size) ** 2)
+        return tuple(small if e < self.small_epochs else 1.0 for e in range(self.epochs))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -331,6 +383,14 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A checked copy with some settings changed; None values are ignored, `augment` may be plain data."""
         return TrainConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
+def time_to_go(elapsed_s: float, work_done: float, work_total: float) -> float | None:
+    """Seconds still needed at the pace so far (seconds per unit of work, see TrainConfig.epoch_work); None
+    before any work is done."""
+    if work_done <= 0:
+        return None
+    return elapsed_s / work_done * max(work_total - work_done, 0.0)
 
 
 def settings() -> list[Setting]:
@@ -377,7 +437,10 @@ class Resources:
     def __post_init__(self) -> None:
         _check_fields(self, ConfigError)
         if self.gpus > 1 and not float(self.gpus).is_integer():
-            raise ConfigError(f"gpus {self.gpus:g}: above one GPU, ask for whole GPUs (2, 3, ...); a share is below 1")
+            raise ConfigError(
+                f"GPUs {self.gpus:g}: above one GPU, ask for whole GPUs (2, 3, ...); a share is below 1",
+                _declaration(Resources, "gpus"),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

@@ -14,6 +14,7 @@ from torch import nn
 
 from s7core.errors import UserError
 from s7core.model import private_copy
+from s7core.spec import NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,15 @@ class FeatureMaps:
     def shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of the layer's output."""
         return tuple(self.maps.shape)
+
+
+def untrained_model(spec: NetworkSpec, seed: int = 0) -> nn.Module:
+    """The spec's network in eval mode with seeded random weights; the process's random state is left alone."""
+    from s7core.model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec).eval()
 
 
 def feature_maps(model: nn.Module, image: torch.Tensor, layer: str) -> FeatureMaps:

@@ -764,11 +764,10 @@ def _fast() -> list[Layer]:
 
 @register_preset(
     "best",
-    "For 93% in a quarter hour on a CPU: a 2x2 unpadded stem (32 to 31 pixels), then three stages of 64, 192 "
-    "and 192 channels, each a 3x3 conv, a 2x2 max pool (before BN and ReLU) and a second 3x3 conv, the last "
-    "one a dilated separable conv at 3x3 pixels. 867k parameters, 80M multiply-adds, RF 83; with the 'best' "
-    "recipe 93.2% test accuracy after 14 epochs (mean of 3 seeds), in 10.1-10.6 min on 2 CPU cores with one "
-    "test evaluation at the end.",
+    "Built for the most accuracy a 2-core CPU reaches in about ten minutes: a 2x2 unpadded stem (32 to 31 "
+    "pixels), then three stages of 64, 192 and 192 channels, each a 3x3 conv, a 2x2 max pool (before BN and "
+    "ReLU) and a second 3x3 conv, the last one a dilated separable conv at 3x3 pixels. 867k parameters, 80M "
+    "multiply-adds, RF 83; train it with the 'best' recipe (its measured accuracy and time are in README.md).",
 )
 def _best() -> list[Layer]:
     return [

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s7core.config import ConfigError, TrainConfig
+from s7core.config import ConfigError, TrainConfig, time_to_go
 from s7core.data import CifarData, augment_batch, normalize
 from s7core.device import PrecisionChoice, autocast, choose_precision, resolve_device, resolve_precision
 from s7core.errors import UserError
-from s7core.evaluate import loss_and_accuracy
+from s7core.evaluate import Evaluation, evaluate, loss_and_accuracy
 from s7core.model import S7Net, build_model
 from s7core.spec import NetworkSpec
 
@@ -53,6 +53,9 @@ class StepEvent:
     lr: float  # learning rate of the step just taken
     images_per_s: float  # training throughput since the previous step event
     elapsed_s: float  # training time since the run began, all sessions together
+    # Work done and planned, in full-size epochs (TrainConfig.epoch_work): what the time left is paced on.
+    work_done: float = 0.0
+    work_total: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
@@ -77,6 +80,7 @@ class EpochEvent:
     elapsed_s: float
     eta_s: float  # estimated time to the last epoch
     best: bool = False  # this epoch gave the best checkpoint so far
+    test_subset: int = 0  # test images scored when only a curve-only subset was, 0 for the whole test set
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
@@ -109,9 +113,25 @@ class TrainResult:
     elapsed_s: float
     device: str
     precision: str
+    # The whole test set scored after the last epoch (score_test_set), kept so the run's saved predictions need
+    # no second pass; None when the last epoch was not scored in this session.
+    final_evaluation: Evaluation | None = None
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def score_test_set(model: nn.Module, data: CifarData, config: TrainConfig, precision: str) -> Evaluation:
+    """The run's one test figure: every test image, in the precision it trained in, with the recipe's test-time
+    augmentation.
+
+    The trainer scores its last epoch with it, and a finished run's saved predictions are this evaluation, so
+    the accuracy of the last epoch line and the run's saved accuracy are one number."""
+    c = config
+    return evaluate(
+        model, data.test_images, data.test_labels, device=next(model.parameters()).device, tta_flip=c.tta_flip,
+        classes=data.classes, precision=precision, channels_last=c.channels_last, tta_shift=c.tta_shift,
+    )  # fmt: skip
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -248,12 +268,15 @@ class _Loop:
         self.model = build_model(spec).to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.data = data
+        self.final_evaluation: Evaluation | None = None
         self.train_set, self.val_set, self.test_set = split_data(data, c.val_split, c.seed, self.device)
         if c.whiten_stem:  # before the optimizer and the weight average see the model
             whiten_first_conv(self.model, self.train_set[0])
         n = self.train_set[0].shape[0]
         self.batch = min(c.batch_size, n)
         self.steps_per_epoch = n // self.batch  # the last partial batch is dropped
+        self.work = c.epoch_work(spec.input_shape[-1])
         self.optimizer = make_optimizer(self.model, c)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.plateau = Plateau(c.plateau_factor, c.plateau_patience)
@@ -278,6 +301,9 @@ class _Loop:
 
     def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> None:
         x = augment_batch(x_uint8, self.config.augment, self.aug_gen)  # (B, 3, 32, 32) float, normalised
+        if self.epoch < self.config.small_epochs:  # early epochs at a smaller size: fewer pixels, the same images
+            size = self.config.small_size
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
@@ -338,36 +364,57 @@ class _Loop:
                 get_lr(self.config, self.global_step - 1, self.steps_per_epoch, self.plateau.scale),  # the step taken
                 images_per_s,
                 self.elapsed(),
+                self.work_done(),
+                sum(self.work),
             )
         )
 
-    def evaluate_on(self, pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[float | None, float | None]:
+    def work_done(self) -> float:
+        """Full-size epochs' worth of training done: the finished epochs and the running one's share."""
+        running = self.work[self.epoch] * self.step / self.steps_per_epoch if self.epoch < len(self.work) else 0.0
+        return sum(self.work[: self.epoch]) + running
+
+    def evaluate_on(
+        self, pair: tuple[torch.Tensor, torch.Tensor], subset: int = 0
+    ) -> tuple[float | None, float | None]:
+        """Loss and accuracy on `pair` with the recipe's test-time augmentation; on its first `subset` images
+        without it, when `subset` is given (a cheap point for the curve)."""
         if pair[0].shape[0] == 0:
             return None, None
         c = self.config
         kw = {"tta_flip": c.tta_flip, "tta_shift": c.tta_shift, "channels_last": c.channels_last}
+        if subset:
+            pair, kw = (pair[0][:subset], pair[1][:subset]), {"channels_last": c.channels_last}
         return loss_and_accuracy(self.eval_model, *pair, precision=self.precision, **kw)
 
-    def end_epoch(self, epoch_start: float, session_epochs: int, session_start: float, last: bool) -> None:
+    def end_epoch(self, epoch_start: float, last: bool) -> None:
         """Evaluate, step the plateau schedule, pick the best checkpoint, emit the epoch and checkpoint it."""
         c = self.config
         loss_sum, correct, n = self.sums.tolist()
         val_loss, val_acc = self.evaluate_on(self.val_set)
-        want_test = last or (self.epoch + 1) % c.eval_every == 0 or c.plateau_on_test
-        test_loss, test_acc = self.evaluate_on(self.test_set) if want_test else (None, None)
+        due = c.eval_every > 0 and (self.epoch + 1) % c.eval_every == 0
+        # A subset score is for the curve only: it never picks a checkpoint or steers a schedule.
+        subset = 0 if last or c.plateau_on_test or c.eval_subset >= self.test_set[0].shape[0] else c.eval_subset
+        want_test = last or due or c.plateau_on_test
+        if last and self.test_set[0].shape[0]:
+            self.final_evaluation = score_test_set(self.eval_model, self.data, c, self.precision)
+            test_loss, test_acc = self.final_evaluation.loss, self.final_evaluation.accuracy
+        else:
+            test_loss, test_acc = self.evaluate_on(self.test_set, subset) if want_test else (None, None)
+        full_test_acc = test_acc if not subset else None
         lr = get_lr(c, self.global_step - 1, self.steps_per_epoch, self.plateau.scale)  # before a plateau drop
         if c.schedule == "plateau":  # the reference watched the test loss; otherwise validation, else training
             self.plateau.step(test_loss if c.plateau_on_test else val_loss if val_loss is not None else loss_sum / n)
-        monitor = val_acc if c.val_split else test_acc  # validation picks the best checkpoint when there is one
+        monitor = val_acc if c.val_split else full_test_acc  # validation picks the best checkpoint if there is one
         best = monitor is not None and monitor > self.best_metric
         if best:
-            if test_acc is None:
-                test_loss, test_acc = self.evaluate_on(self.test_set)
+            if full_test_acc is None:  # the checkpoint's test accuracy is always on the whole test set
+                (test_loss, test_acc), subset = self.evaluate_on(self.test_set), 0
             self.best_metric, self.best_epoch, self.best_accuracy = monitor, self.epoch + 1, test_acc
         self.epoch, self.step = self.epoch + 1, 0
         self.sums.zero_()
         now = time.perf_counter()
-        eta = (now - session_start) / session_epochs * (c.epochs - self.epoch)
+        eta = time_to_go(self.elapsed(), self.work_done(), sum(self.work)) or 0.0
         event = EpochEvent(
             self.epoch,
             c.epochs,
@@ -383,6 +430,7 @@ class _Loop:
             self.elapsed(),
             eta,
             best,
+            subset if test_acc is not None else 0,
         )
         self.history.append(event.to_dict())
         self.emit(event)
@@ -390,7 +438,6 @@ class _Loop:
 
     def run(self) -> TrainResult:
         c, stopped = self.config, False
-        session_start, session_epochs = time.perf_counter(), 0
         self.model.train()
         while self.epoch < c.epochs and not (c.max_steps and self.global_step >= c.max_steps):
             epoch_start = time.perf_counter()
@@ -399,9 +446,8 @@ class _Loop:
                 stopped = True
                 self.on_checkpoint(self.state(), False)
                 break
-            session_epochs += 1
             last = outcome == "capped" or self.epoch + 1 == c.epochs
-            self.end_epoch(epoch_start, session_epochs, session_start, last)
+            self.end_epoch(epoch_start, last)
         final = self.history[-1]["test_acc"] if self.history else None
         return TrainResult(
             self.eval_model,
@@ -415,6 +461,7 @@ class _Loop:
             self.elapsed(),
             str(self.device),
             self.precision,
+            self.final_evaluation,
         )
 
     # -------------------------------------------------------- checkpoints

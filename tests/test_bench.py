@@ -66,3 +66,20 @@ def test_throughput_times_a_spec_file_beside_a_preset(tmp_path: Path) -> None:
     assert [r["preset"] for r in rows] == ["fast"] * 3 + [str(spec_file)] * 3
     mine = rows[-1]
     assert mine["eval_gmac_s"] / mine["eval_images_s"] == pytest.approx(tiny_macs / 1e9)
+
+
+def test_price_of_rules_races_best_and_the_peer_and_reports_both(tmp_path: Path) -> None:
+    data = make_tiny_cifar10(tmp_path / "data", n_train=256, n_test=64)  # one step an epoch at batch 512
+    report = tmp_path / "report.json"
+    bench = BENCH.parent / "price_of_rules.py"
+    command = [sys.executable, str(bench), "--epochs", "2", "--report-from", "1", "--data-dir", str(data),
+               "--json", str(report)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "breaks:" in done.stdout and "separable" in done.stdout and "time to  90%" in done.stdout
+    figures = json.loads(report.read_text())
+    best, peer = figures["runs"]
+    assert best["params"] < 1_000_000 < peer["params"]
+    assert [e["epoch"] for e in best["scored"]] == [1, 2] == [e["epoch"] for e in peer["scored"]]
+    assert best["wall_s_without_reporting"] <= best["wall_s"] and best["scoring_s"] > 0
+    assert [row["threshold"] for row in figures["table"]] == ["90%", "93%", "94%"]

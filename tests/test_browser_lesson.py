@@ -42,6 +42,16 @@ GRIDS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-tes
   return { left: box.left, right: box.right, content: scroller ? scroller.scrollWidth : -1,
            shown: scroller ? scroller.clientWidth : -1, headers: [...g.querySelectorAll('th')].map(th => th.innerText.trim()) };
 })"""  # noqa: E501
+# Text cut short: an element that hides its overflow and holds more than it shows (a label ending in "…"), in the
+# sidebar and the main column. Grids and charts draw on canvases and are checked above; a screen reader's
+# visually hidden text (1 px wide) is not shown to anyone.
+CLIPPED = """() => [...document.querySelectorAll('[data-testid="stSidebar"] *, [data-testid="stMain"] *')].filter(e => {
+  if (e.offsetParent === null || e.clientWidth <= 1 || !e.innerText || !e.innerText.trim()) return false;
+  if (e.closest('[data-testid="stDataFrame"], .js-plotly-plot, pre')) return false;
+  if (e.matches('[data-testid="stMain"], [data-testid="stSidebarContent"], [data-testid="stMainBlockContainer"]')) return false;
+  return getComputedStyle(e).overflowX !== 'visible' && e.scrollWidth > e.clientWidth + 1;
+}).map(e => `${e.closest('[data-testid="stSidebar"]') ? 'sidebar' : 'main'}: "${e.innerText.trim().slice(0, 60)}" ` +
+            `needs ${e.scrollWidth} px, has ${e.clientWidth}`)"""  # noqa: E501
 # How many points the live loss chart's running-mean line has, read from plotly's own data on the page.
 CHART_POINTS = """() => {
   const plot = [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')]
@@ -121,6 +131,24 @@ def test_the_lessons_columns_fit_and_the_architecture_path_opens(server, browser
     _idle(page)
     params = next(g for g in page.evaluate(GRIDS) if "mult-adds" in g["headers"])
     _assert_columns_fit(params, PARAM_COLUMNS, viewport["width"], "parameter table")
+    page.context.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+def test_no_label_is_cut_short_in_projector_mode(server, browser, size: str) -> None:
+    url, _ = server
+    page = browser.new_context(viewport=VIEWPORTS[size]).new_page()
+    page.goto(f"{url}/architecture?projector=1")
+    _heading(page, "Architecture", 90_000)
+    assert page.get_by_role("switch", name="Projector mode").is_checked()
+    _headers_drawn(page, 2)
+    assert page.evaluate(CLIPPED) == [], "labels cut short on the Architecture page"
+    for tab in ("RF picture", "Parameters"):
+        page.get_by_role("tab", name=tab).click()
+        _idle(page)
+        assert page.evaluate(CLIPPED) == [], f"labels cut short on the {tab} tab"
+    _shoot(page, f"projector-{size}")
     page.context.close()
 
 

@@ -97,10 +97,12 @@ def test_max_steps_is_a_smoke_test(tmp_path, spec_file, data_dir, capsys):
     ("argv", "message"),
     [
         (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
-        (["train", "--lr", "-1"], "lr must be above 0"),
+        (["train", "--lr", "-1"], "peak learning rate must be above 0"),
         (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
-        (["train", "--cutout", "40"], "augment.cutout must be whole pixels from 0 to 32, got 40"),
-        (["train", "--warmup", "1.5"], "warmup must be at least 0 and at most 0.99, got 1.5"),
+        (["train", "--weight-decay", "5"], "weight decay must be between 0 and 1, got 5.0 (given as --weight-decay)"),
+        (["train", "--batch-size", "0"], "batch size must be whole images per step from 1 to 4096, got 0 (given as"),
+        (["train", "--cutout", "40"], "cutout square must be whole pixels from 0 to 32, got 40 (given as --cutout)"),
+        (["train", "--warmup", "1.5"], "warm-up must be between 0 and 0.99 (fraction of all steps), got 1.5"),
         (["train", "--preset", "nope"], "unknown preset 'nope'"),
         (["train", "--resume"], "--resume needs --run-dir"),
         (["train", "--run-dir", "nowhere", "--resume"], "not a run folder"),
@@ -135,12 +137,15 @@ def test_an_existing_run_needs_resume(tmp_path, spec_file, data_dir, capsys):
 def test_progress_lines_when_not_a_terminal():
     stream = io.StringIO()
     printer = ProgressPrinter(stream, batch_size=32, epochs=2, plain_every_s=0)
-    printer(StepEvent(1, 5, 10, 5, 1.23456, 0.5, 0.01, 320.0, 1.0))
+    printer(StepEvent(1, 5, 10, 5, 1.23456, 0.5, 0.01, 320.0, 1.0, work_done=0.25, work_total=2.0))
     printer(EpochEvent(1, 2, 10, 1.1, 0.6, None, None, 1.0, 0.65, 0.01, 2.0, 2.0, 2.0, True))
+    printer(EpochEvent(2, 3, 20, 1.0, 0.7, None, None, 0.9, 0.7, 0.01, 2.0, 4.0, 2.0, False, test_subset=500))
     lines = stream.getvalue().splitlines()
-    assert "\r" not in stream.getvalue() and len(lines) == 2
-    assert "step 5/10 loss 1.2346 acc 50.0%" in lines[0] and "320 img/s" in lines[0] and "ETA 0:01" in lines[0]
+    assert "\r" not in stream.getvalue() and len(lines) == 3
+    # 1 s for a quarter of a full-size epoch's work: 1.75 epochs' work to go at 4 s each
+    assert "step 5/10 loss 1.2346 acc 50.0%" in lines[0] and "320 img/s" in lines[0] and "ETA 0:07" in lines[0]
     assert "test loss 1.0000 acc 65.00%" in lines[1] and "*best" in lines[1] and "val" not in lines[1]
+    assert "test (first 500 images) loss 0.9000 acc 70.00%" in lines[2]
 
 
 def test_format_table_aligns_numbers_right():

@@ -36,23 +36,23 @@ def test_config_round_trips_through_json():
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"lr": 0}, "lr"),
-        ({"lr": -0.1}, "lr"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"batch_size": 5000}, "batch_size"),
+        ({"lr": 0}, "peak learning rate"),
+        ({"lr": -0.1}, "peak learning rate"),
+        ({"batch_size": 0}, "batch size"),
+        ({"batch_size": 5000}, "batch size"),
         ({"epochs": 0}, "epochs"),
         ({"epochs": 1001}, "epochs"),
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"schedule": "linear"}, "schedule"),
         ({"precision": "fp8"}, "precision"),
         ({"device": "tpu"}, "device"),
-        ({"lr": "0.1"}, "lr"),
-        ({"batch_size": 32.0}, "batch_size"),
+        ({"lr": "0.1"}, "peak learning rate"),
+        ({"batch_size": 32.0}, "batch size"),
         ({"optimizer": "nesterov", "momentum": 0.0}, "momentum"),
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"augment": {"crop": 4}}, "crop"),
         ({"augment": {"flip": 1}}, "flip"),
-        ({"label_smoothing": 1.5}, "label_smoothing"),
+        ({"label_smoothing": 1.5}, "label smoothing"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_setting(change, named):
@@ -64,17 +64,17 @@ def test_config_rejects_bad_values_naming_the_setting(change, named):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: TrainConfig(batch_size=5000), "batch_size must be whole images per step from 1 to 4096, got 5000"),
-        (lambda: TrainConfig(lr=0), "lr must be above 0 and at most 10, got 0"),
-        (lambda: TrainConfig(warmup=1.0), "warmup must be at least 0 and at most 0.99, got 1.0"),
+        (lambda: TrainConfig(batch_size=5000), "batch size must be whole images per step from 1 to 4096, got 5000"),
+        (lambda: TrainConfig(lr=0), "peak learning rate must be above 0 and at most 10, got 0"),
+        (lambda: TrainConfig(warmup=1.0), "warm-up must be between 0 and 0.99 (fraction of all steps), got 1.0"),
         (lambda: TrainConfig(precision="fp8"), "precision must be one of fp32, bf16, fp16, auto, got 'fp8'"),
         (lambda: TrainConfig(device="cuda:x"), "device must be one of auto, cpu, cuda, cuda:N, got 'cuda:x'"),
-        (lambda: TrainConfig(tta_flip=1), "tta_flip must be true or false, got 1"),
+        (lambda: TrainConfig(tta_flip=1), "test-time mirror must be true or false, got 1"),
         (
             lambda: TrainConfig(augment={"flip": True}),
             "augment must be an AugmentConfig, got {'flip': True} — use TrainConfig.from_dict",
         ),
-        (lambda: AugmentConfig(cutout=33), "augment.cutout must be whole pixels from 0 to 32, got 33"),
+        (lambda: AugmentConfig(cutout=33), "cutout square must be whole pixels from 0 to 32, got 33"),
         (lambda: dataclasses.replace(TrainConfig(), epochs=0), "epochs must be a whole number from 1 to 1000, got 0"),
     ],
 )
@@ -95,7 +95,7 @@ def test_configs_are_frozen_and_a_change_is_a_checked_copy():
 
 
 def test_augment_errors_are_config_errors_with_the_pixel_range():
-    with pytest.raises(AugmentError, match="crop_padding must be whole pixels from 0 to 16, got 17"):
+    with pytest.raises(AugmentError, match="random-crop padding must be whole pixels from 0 to 16, got 17"):
         AugmentConfig(crop_padding=17)
     assert issubclass(AugmentError, ConfigError) and issubclass(ConfigError, UserError)
     assert AugmentConfig(cutout=32).cutout == 32  # the one cutout limit, the same on the page and the CLI
@@ -173,7 +173,7 @@ def test_defaults_come_from_the_declarations():
     ("path", "title", "allowed"),
     [
         ("batch_size", "batch size (images per step)", "whole images per step from 1 to 4096"),
-        ("weight_decay", "weight decay", "at least 0 and at most 1"),
+        ("weight_decay", "weight decay", "between 0 and 1"),
         ("augment.cutout", "cutout square (pixels)", "whole pixels from 0 to 32"),
         ("optimizer", "optimizer", "one of sgd, nesterov, adam, adamw"),
         ("augment.flip", "horizontal flip", "true or false"),
@@ -182,6 +182,35 @@ def test_defaults_come_from_the_declarations():
 def test_a_setting_says_what_it_is_in_words(path, title, allowed):
     s = declared(path)
     assert (s.title, s.allowed(), s.name) == (title, allowed, path.rpartition(".")[2])
+
+
+def _refused(s: Setting):
+    """A value `s` refuses: one past its top for a number, a wrong type otherwise."""
+    if s.kind in (int, float):
+        return s.high + 1
+    return 1 if s.kind is bool else "no-such-choice"
+
+
+def test_every_refused_setting_is_named_by_its_label_and_unit_never_its_code_name():
+    for s in settings():
+        with pytest.raises(ConfigError) as info:
+            s.check(_refused(s))
+        message = str(info.value)
+        assert message == f"{s.label} must be {s.allowed()}, got {_refused(s)!r}", s.path
+        assert info.value.setting == s
+        if s.unit:
+            assert s.unit in message, s.path
+        if "_" in s.name:
+            assert s.name not in message and s.path not in message, s.path
+
+
+def test_a_config_json_is_refused_in_the_same_words():
+    with pytest.raises(ConfigError, match=r"^weight decay must be between 0 and 1, got 5$"):
+        TrainConfig.from_dict({"weight_decay": 5})
+    with pytest.raises(ConfigError, match=r"^batch size must be whole images per step from 1 to 4096, got 0$"):
+        TrainConfig.from_dict({"batch_size": 0})
+    with pytest.raises(ConfigError, match=r"^the nesterov optimizer needs a momentum above 0: set the momentum"):
+        TrainConfig.from_dict({"optimizer": "nesterov", "momentum": 0})
 
 
 def test_each_limit_is_enforced_at_its_edge():
@@ -196,7 +225,7 @@ def test_each_limit_is_enforced_at_its_edge():
 def test_with_settings_changes_settings_by_path():
     config = with_settings(TrainConfig(), {"lr": 0.2, "augment.cutout": 8})
     assert (config.lr, config.augment.cutout, config.augment.crop_padding) == (0.2, 8, 4)
-    with pytest.raises(ConfigError, match="augment.cutout must be whole pixels from 0 to 32, got 40"):
+    with pytest.raises(ConfigError, match="cutout square must be whole pixels from 0 to 32, got 40"):
         with_settings(TrainConfig(), {"augment.cutout": 40})
     with pytest.raises(ConfigError, match="unknown training setting 'augment.crop'"):
         with_settings(TrainConfig(), {"augment.crop": 2})

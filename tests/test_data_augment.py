@@ -20,9 +20,13 @@ def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("field,value", [("crop_padding", -1), ("crop_padding", 17), ("cutout", 2.5), ("cutout", True)])
-def test_augment_config_out_of_range(field, value):
-    with pytest.raises(AugmentError, match=f"{field} must be whole pixels from 0 to"):
+@pytest.mark.parametrize(
+    "field,label,value",
+    [("crop_padding", "random-crop padding", -1), ("crop_padding", "random-crop padding", 17),
+     ("cutout", "cutout square", 2.5), ("cutout", "cutout square", True)],
+)  # fmt: skip
+def test_augment_config_out_of_range(field, label, value):
+    with pytest.raises(AugmentError, match=f"{label} must be whole pixels from 0 to"):
         AugmentConfig(**{field: value})
     assert issubclass(AugmentError, UserError)
 

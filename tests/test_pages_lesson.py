@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from s7core.model import build_model
 from s7core.names import module_name, position_of
+from s7core.rf import zoo
 from s7core.rf.oracle import measured_support
 from s7core.rf.table import rf_table, unit_window
 from s7core.rf.zoo import torchvision_rf
@@ -181,18 +183,68 @@ def test_the_animation_opens_at_the_studied_layer() -> None:
     assert animation["layout"]["title"]["text"].startswith(f"{record.name} ·")
 
 
-def test_a_torchvision_classifier_by_name() -> None:
+def _torchvision_page(side: int) -> AppTest:
+    """The Receptive-field page on resnet18 at a small input side (its views then take a fraction of a second)."""
     at = _app("receptive_field")
+    at.session_state["rf_tv_resnet18"] = side
     at.radio(key="rf_network").set_value("A torchvision classifier").run()
-    assert not at.exception
-    table = torchvision_rf("resnet18", (3, 224, 224))
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_a_torchvision_classifier_by_name_gets_every_view() -> None:
+    side = 64
+    at = _torchvision_page(side)
+    table = torchvision_rf("resnet18", (3, side, side))
     assert at.main.metric[0].value == f"{table.global_rf:,} px"
     frame = at.main.dataframe[0].value
-    assert frame["name"].tolist() == [r.name for r in table.records] and frame["rf"].tolist() == [
-        r.rf for r in table.records
-    ]
+    assert frame["name"].tolist() == [r.name for r in table.records]
+    assert frame["rf"].tolist() == [r.rf for r in table.records]
+    index = [r.name for r in table.records].index("layer2.0.conv1")
+    at.select_slider(key=f"rf_tv_layer_resnet18_{side}").set_value(index).run()
+    at.slider(key="rf_tv_row").set_value(0).run()
+    assert not at.exception, [e.message for e in at.exception]
+    col = at.slider(key="rf_tv_col").value
+    measured = measured_support(zoo.meta_classifier("resnet18"), (3, side, side), "layer2.0.conv1", (0, col))
+    assert f"{int(measured.sum()):,} image pixels have a path to unit (0, {col}) of layer2.0.conv1" in "\n".join(
+        c.value for c in at.main.caption
+    )
+    _titled(at, f"layer2.0.conv1, unit (0, {col}): which pixels reach it")
+    _titled(at, f"untrained, layer2.0.conv1, unit (0, {col}): RF {table.records[index].rf}")
+    size = table.records[index].size_out
+    figure = _titled(at, f"feature maps, untrained, layer2.0.conv1: 128 x {size}x{size}")
+    assert figure["data"][0]["z"]["shape"]
+    assert any("Weights shown: **untrained" in i.value for i in at.main.info)
+
+
+def test_a_torchvision_classifier_too_costly_for_this_machine_is_refused_in_words() -> None:
+    at = _torchvision_page(64)
+    at.session_state["rf_tv_vgg16"] = 448
     at.selectbox(key="rf_tv_name").set_value("vgg16").run()
-    assert not at.exception and at.main.metric[0].value == f"{torchvision_rf('vgg16', (3, 224, 224)).global_rf:,} px"
+    assert not at.exception and at.main.metric[0].value == f"{torchvision_rf('vgg16', (3, 448, 448)).global_rf:,} px"
+    (warning,) = [w.value for w in at.main.warning if "views that run the network are off" in w.value]
+    assert "vgg16 needs 61.9 G mult-adds an image at 448x448" in warning
+    assert not [f for f in _figures(at) if "feature maps" in f["layout"].get("title", {}).get("text", "")]
+
+
+def test_offline_pretrained_weights_fall_back_to_untrained_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(url: str, target: Path) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(zoo, "_download", offline)
+    at = _torchvision_page(64)
+    weights = at.radio(key="rf_tv_weights")
+    assert "downloads from PyTorch's servers once, 45 MB" in weights.format_func(zoo.PRETRAINED)
+    weights.set_value(zoo.PRETRAINED).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.radio(key="rf_tv_weights").value == zoo.UNTRAINED
+    (warning,) = [w.value for w in at.main.warning if "could not be downloaded" in w.value]
+    assert "download.pytorch.org" in warning and "Showing the untrained network" in warning
+    assert any("Weights shown: **untrained" in i.value for i in at.main.info)
 
 
 def test_projector_mode_from_the_address_enlarges_the_charts() -> None:

@@ -9,7 +9,7 @@ from s7core.errors import UserError
 from s7core.model import build_model
 from s7core.names import module_name, position_of
 from s7core.rf.oracle import measured_support
-from s7core.rf.reach import HOLE, PADDING, REACHED, gridding_example, reachable_pixels
+from s7core.rf.reach import HOLE, PADDING, REACHED, gridding_example, measured_reach, reachable_pixels
 from s7core.rf.table import centre_unit, rf_table, unit_window
 from s7core.spec import PRESETS, get_preset
 
@@ -77,3 +77,28 @@ def test_every_preset_reaches_its_whole_image_from_its_last_layer() -> None:
         reach = reachable_pixels(records, len(records) - 1, 0, 0)
         assert reach.image_mask(32).all(), name
         assert PADDING not in reach.codes or reach.padding == reach.codes.size - 32 * 32
+
+
+@pytest.mark.parametrize("preset", ["seed", "gridding"])
+def test_the_measured_reach_of_a_module_is_the_exact_reach_of_its_spec(preset: str) -> None:
+    """measured_reach (any nn.Module, used for torchvision classifiers) agrees with the spec arithmetic."""
+    spec = gridding_example() if preset == "gridding" else get_preset(preset)
+    records, model = rf_table(spec), build_model(spec)
+    for index in (3, len(records) // 2, len(records) - 2):
+        record = records[index]
+        for row, col in _units(record):
+            exact = reachable_pixels(records, index, row, col)
+            layer = module_name(*position_of(record.name))
+            measured = measured_reach(model, spec.input_shape, layer, (record, record), row, col)
+            assert (measured.top, measured.left, measured.reached) == (exact.top, exact.left, exact.reached)
+            assert np.array_equal(measured.codes == REACHED, exact.codes == REACHED), (preset, record.name, row, col)
+            # a module's taps are unknown, so its whole box off the image counts as padding; on the image, the same
+            rows, cols = np.indices(exact.codes.shape)
+            side = spec.input_shape[1]
+            on_image = (
+                (0 <= rows + exact.top)
+                & (rows + exact.top < side)
+                & (0 <= cols + exact.left)
+                & (cols + exact.left < side)
+            )
+            assert np.array_equal((measured.codes == HOLE) & on_image, (exact.codes == HOLE) & on_image)

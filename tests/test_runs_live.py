@@ -32,3 +32,12 @@ def test_step_points_sit_at_their_fraction_of_an_epoch() -> None:
     rows = [_step(5, 1.0, 0.0), dict(kind="epoch", epoch=1, loss=None, train_loss=0.5)]
     assert step_points(rows + [_step(5, 1, 0) | {"loss": 2.0}], "loss") == ([0.5], [2.0])
     assert step_points(rows, "train_loss") == ([1.0], [0.5])
+
+
+def test_time_left_weighs_epochs_by_their_work() -> None:
+    """Two epochs at a quarter of the pixels, then two at full size: 4 s of work done in the first epoch's
+    half is an eighth of a full epoch's work, so 2.5 full epochs are left at 32 s each."""
+    row = dict(kind="step", epoch=1, step=5, steps_per_epoch=10, global_step=5, elapsed_s=4.0, wall=100.0,
+               work_done=0.125, work_total=2.5)  # fmt: skip
+    info = RunInfo(RunState.RUNNING, epoch=0, epochs=4, name="r", path="/r")
+    assert time_left(info, [row], now=100.0) == 4.0 / 0.125 * (2.5 - 0.125)

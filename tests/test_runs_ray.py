@@ -107,7 +107,7 @@ def test_resources_are_declared_once_and_checked():
     assert Resources.from_dict({"cpus": 2, "gpus": 0.25}).to_dict() == {"cpus": 2, "gpus": 0.25}
     with pytest.raises(ConfigError, match="above one GPU, ask for whole GPUs"):
         Resources(gpus=1.5)
-    with pytest.raises(ConfigError, match="cpus must be whole cores from 0 to 1024"):
+    with pytest.raises(ConfigError, match="CPU cores must be whole cores from 0 to 1024"):
         Resources(cpus=-1)
     with pytest.raises(ConfigError, match="unknown resource setting 'memory'"):
         Resources.from_dict({"memory": 4})

@@ -106,4 +106,4 @@ def test_the_page_and_the_command_line_share_the_cutout_limit(train_page: AppTes
     assert widget.max == cutout.high == 32
     assert AugmentConfig(cutout=32).cutout == 32
     assert main(["train", "--cutout", "33"]) == 2
-    assert f"augment.cutout must be {cutout.allowed()}, got 33" in capsys.readouterr().err
+    assert f"{cutout.label} must be {cutout.allowed()}, got 33 (given as --cutout)" in capsys.readouterr().err

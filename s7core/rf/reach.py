@@ -12,15 +12,21 @@ tap of every layer backwards from one unit, per axis, and returns a map of the b
 Per axis, output unit o of a window (kernel k, dilation d, stride s, padding p) reads input units
 o*s - p + t*d for t = 0..k-1. A 2-d window reads every (row, column) pair of taps, so the reached set of a
 unit is the product of a reached set of rows and one of columns.
+
+Any other nn.Module (a torchvision classifier, with its branches and merges) gets the same map from
+`measured_reach`: the pixels with a non-zero gradient in a probe copy whose every path adds a positive amount
+(s7core.rf.oracle.measured_support), laid over the box its traced RF records give.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from s7core.errors import UserError
+from s7core.rf._modules import first_line
 from s7core.rf.table import RFRecord, unit_window
 from s7core.spec import NetworkSpec, layer
 
@@ -36,7 +42,7 @@ class ReachMap:
     col: int
     top: int  # input-pixel coordinates of codes[0, 0]; negative where the box starts on padding
     left: int
-    codes: np.ndarray  # (rf, rf) uint8: HOLE, REACHED or PADDING
+    codes: np.ndarray  # (rows, cols) uint8: HOLE, REACHED or PADDING; (rf, rf) for a spec's layer
 
     @property
     def reached(self) -> int:
@@ -107,6 +113,50 @@ def reachable_pixels(records: list[RFRecord], index: int, row: int, col: int) ->
     codes[np.outer(in_window_r, in_window_c) & (outside_r[:, None] | outside_c[None, :])] = PADDING
     codes[np.outer(hit_r, hit_c)] = REACHED
     return ReachMap(record.name, row, col, box.top, box.left, codes)
+
+
+def measured_reach(
+    model: Any, input_shape: tuple[int, int, int], module: str, records: tuple[RFRecord, RFRecord], row: int, col: int
+) -> ReachMap:
+    """The reach map of unit (row, col) of `module` in any nn.Module, measured by back-propagation.
+
+    `records` are the module's traced RF records of the height and the width axis (ModuleRF.records and
+    width_records); they give the box. Where paths of different geometry merge (a residual block's shortcut),
+    a path may reach a pixel just outside that box: the map then grows to hold it. The model is not touched.
+    """
+    from s7core.rf.oracle import measured_support
+
+    rows_record, cols_record = records
+    _, height, width = input_shape
+    for axis, index, record in (("row", row, rows_record), ("column", col, cols_record)):
+        if not 0 <= index < record.size_out:
+            side = record.size_out
+            raise UserError(f"{axis} {index} is outside the {side} units of {record.name}: use 0 to {side - 1}")
+    rows_box = unit_window(rows_record, row, row, height)
+    cols_box = unit_window(cols_record, col, col, width)
+    try:
+        support = measured_support(model, input_shape, module, (row, col))  # (H, W) bool
+    except UserError:
+        raise
+    except Exception as err:  # a layer the probe cannot stand in for (attention reads its linear's weight)
+        raise UserError(
+            f"which pixels reach a unit of {type(model).__name__} cannot be measured ({first_line(err)}): its "
+            "layers read their weights directly; the RF box above still holds"
+        ) from None
+    hit_rows, hit_cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
+    top, bottom = rows_box.top, rows_box.bottom
+    left, right = cols_box.left, cols_box.right
+    if len(hit_rows):
+        top, bottom = min(top, int(hit_rows[0])), max(bottom, int(hit_rows[-1]))
+        left, right = min(left, int(hit_cols[0])), max(right, int(hit_cols[-1]))
+    rows = np.arange(top, bottom + 1)[:, None]
+    cols = np.arange(left, right + 1)[None, :]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    codes = np.where(inside, HOLE, PADDING).astype(np.uint8)  # a general module's taps are not known: all of it
+    reached = np.zeros(codes.shape, dtype=bool)
+    reached[inside] = support[np.broadcast_to(rows, codes.shape)[inside], np.broadcast_to(cols, codes.shape)[inside]]
+    codes[reached] = REACHED
+    return ReachMap(rows_record.name, row, col, top, left, codes)
 
 
 def gridding_example() -> NetworkSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from s7core.config import time_to_go
 from s7core.runs.status import RunInfo, RunState
 
 
@@ -25,9 +26,11 @@ def time_left(info: RunInfo, rows: list[dict[str, Any]], now: float | None = Non
     if not steps:
         return None
     last = steps[-1]
-    per_step = last["elapsed_s"] / last["global_step"]
-    planned = info.epochs * last["steps_per_epoch"]
-    left = (planned - last["global_step"]) * per_step
+    if last.get("work_total"):  # weighed by each epoch's work (early epochs at a smaller image size cost less)
+        left = time_to_go(last["elapsed_s"], last["work_done"], last["work_total"]) or 0.0
+    else:  # a line from before the work was recorded: every step alike
+        per_step = last["elapsed_s"] / last["global_step"]
+        left = (info.epochs * last["steps_per_epoch"] - last["global_step"]) * per_step
     if "wall" in last:
         left -= (time.time() if now is None else now) - last["wall"]
     return max(left, 1.0)

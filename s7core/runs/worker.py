@@ -16,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from s7core.config import TrainConfig
 from s7core.data import CifarData, load_cifar10
 from s7core.device import resolve_device
 from s7core.errors import UserError
-from s7core.evaluate import evaluate
 from s7core.files import disk_error
 from s7core.priority import as_trainer
 from s7core.runs.executor import DEFAULT_EXECUTOR, get_executor
@@ -29,7 +30,7 @@ from s7core.runs.results import trained_model
 from s7core.runs.status import RunError, RunState, now
 from s7core.runs.store import PREDICTIONS_FILE, MetricsWriter, RunFolder
 from s7core.spec import NetworkSpec
-from s7core.train import EpochEvent, PrecisionEvent, StepEvent, TrainResult, train
+from s7core.train import EpochEvent, PrecisionEvent, StepEvent, TrainResult, score_test_set, train
 
 STEP_LINE_EVERY_S = 1.0  # how often a step line goes into metrics.jsonl: a live curve gains a point a second
 Event = StepEvent | EpochEvent | PrecisionEvent
@@ -107,7 +108,8 @@ class _Recorder:
             self.metrics.write(event.to_dict())
         elif isinstance(event, EpochEvent):
             self.metrics.write(event.to_dict())
-            tested = {"final_accuracy": event.test_acc} if event.test_acc is not None else {}
+            whole = event.test_acc is not None and not event.test_subset
+            tested = {"final_accuracy": event.test_acc} if whole else {}
             self.folder.update_status(epoch=event.epoch, message=f"epoch {event.epoch}", **tested)
         elif time.monotonic() - self.last_step_line >= STEP_LINE_EVERY_S or event.step == event.steps_per_epoch:
             self.metrics.write({**event.to_dict(), "wall": time.time()})  # lets a reader count the time left down
@@ -127,13 +129,15 @@ def _finish(folder: RunFolder, spec: NetworkSpec, config: TrainConfig, data: Cif
     if result.stopped:
         folder.update_status(state=RunState.STOPPED, message=f"stopped during epoch {result.epochs_done + 1}")
         return
-    device = resolve_device(config.device)
-    model = trained_model(folder, spec, "best").to(device)
-    tta = {"tta_flip": config.tta_flip, "tta_shift": config.tta_shift}
-    evaluation = evaluate(model, data.test_images, data.test_labels, device=device, classes=data.classes, **tta)
+    evaluation = result.final_evaluation
+    if evaluation is None or result.best_epoch != result.epochs_done:  # the best checkpoint is an earlier one
+        model = trained_model(folder, spec, "best").to(resolve_device(config.device))
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        evaluation = score_test_set(model, data, config, result.precision)
     folder.save_predictions(evaluation)
-    # The saved evaluation (fp32) becomes the run's one best accuracy; during training it was measured at the
-    # training precision, which can differ in the second decimal.
+    # The saved evaluation is the run's one accuracy: the same scoring (precision, test-time augmentation) as
+    # the epoch lines, and the very evaluation of the last one when that is the best checkpoint.
     folder.update_status(state=RunState.FINISHED, message="finished", best_accuracy=evaluation.accuracy)
 
 

@@ -1,0 +1,116 @@
+"""What a recipe's time goes to: the test evaluations it asks for, and early epochs at a smaller image size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s7core import speed
+from s7core.config import ConfigError, TrainConfig
+from s7core.data import load_cifar10, make_tiny_cifar10
+from s7core.model import build_model
+from s7core.spec import get_preset
+from s7core.train import score_test_set, train
+from tests.test_train import micro_spec, quick_config
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return load_cifar10(make_tiny_cifar10(tmp_path_factory.mktemp("tiny"), n_train=320, n_test=200))
+
+
+def test_test_every_0_scores_only_the_last_epoch_and_that_is_the_best_checkpoint(tiny_data):
+    result = train(micro_spec(), quick_config(epochs=3, eval_every=0), tiny_data)
+    assert [h["test_acc"] is not None for h in result.history] == [False, False, True]
+    assert result.best_epoch == 3 and result.best_accuracy == result.history[-1]["test_acc"]
+
+
+def test_a_subset_gives_the_curve_a_point_but_never_picks_the_checkpoint(tiny_data):
+    result = train(micro_spec(), quick_config(epochs=3, eval_subset=50), tiny_data)
+    first, _, last = result.history
+    assert first["test_subset"] == 50 and first["test_acc"] is not None and not first["best"]
+    assert last["test_subset"] == 0 and last["best"] and result.best_epoch == 3
+
+
+def test_the_last_epochs_score_is_the_whole_test_set_with_the_recipes_tta(tiny_data):
+    config = quick_config(epochs=2, precision="bf16", tta_flip=True, tta_shift=True, eval_every=0)
+    result = train(micro_spec(), config, tiny_data)
+    again = score_test_set(result.model, tiny_data, config, "bf16")
+    assert result.final_evaluation is not None and result.final_evaluation.count == 200
+    assert result.history[-1]["test_acc"] == result.final_evaluation.accuracy == again.accuracy
+    assert (result.final_evaluation.predictions == again.predictions).all()
+
+
+def test_small_epochs_train_on_scaled_down_images_then_full_size(tiny_data, monkeypatch):
+    sizes: list[int] = []  # the side of every training batch the net sees
+
+    def with_a_probe(spec):
+        model = build_model(spec)
+        model.register_forward_pre_hook(
+            lambda module, args: sizes.append(args[0].shape[-1]) if module.training else None
+        )
+        return model
+
+    monkeypatch.setattr("s7core.train.build_model", with_a_probe)
+    config = quick_config(epochs=3, small_epochs=2, small_size=16, eval_every=0)
+    result = train(micro_spec(), config, tiny_data)
+    steps = result.global_step // 3
+    assert sizes == [16] * (2 * steps) + [32] * steps
+    plain = train(micro_spec(), config.replace(small_epochs=0), tiny_data)
+    assert result.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
+
+
+def test_small_epochs_resume_to_the_same_weights(tiny_data):
+    config = quick_config(epochs=3, small_epochs=1, small_size=20, eval_every=0)
+    whole = train(micro_spec(), config, tiny_data)
+    saved = []
+    train(
+        micro_spec(), config, tiny_data, should_stop=lambda: len(saved) >= 1, on_checkpoint=lambda s, b: saved.append(s)
+    )
+    resumed = train(micro_spec(), config, tiny_data, state=saved[-1])
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("changes", [{"small_size": 6}, {"small_size": 80}, {"eval_every": -1}, {"eval_subset": -5}])
+def test_out_of_range_budget_settings_are_refused(changes):
+    with pytest.raises(ConfigError):
+        TrainConfig(**changes)
+
+
+def test_the_estimate_counts_small_epochs_at_their_own_speed_and_subsets_as_cheap_views():
+    rate = speed.Speed(100.0, 1000.0, 100, "cpu", "fp32", small_train_images_per_s=200.0)
+    config = TrainConfig(epochs=4, batch_size=100, val_split=0, eval_every=0, small_epochs=2, tta_flip=True)
+    estimate = speed.estimate_run(config, rate, 1000)
+    assert estimate.evaluations == 1
+    assert estimate.total_s == pytest.approx(2 * 1000 / 200 + 2 * 1000 / 100 + speed.TEST_IMAGES / 1000)
+    subset = speed.estimate_run(config.replace(eval_every=1, eval_subset=2000), rate, 1000)
+    assert subset.evaluations == 4  # three curve points and the last epoch's whole test set
+    assert subset.total_s == pytest.approx(estimate.total_s + 3 * (2000 / 2) / 1000)
+
+
+def test_a_measured_speed_times_the_smaller_size_when_the_config_has_small_epochs():
+    config = TrainConfig(batch_size=32, device="cpu", precision="fp32", small_epochs=1, small_size=16)
+    measured = speed.measure_speed(get_preset("tiny"), config)
+    assert measured.small_train_images_per_s and measured.small_train_images_per_s > 0
+    assert speed.measure_speed(get_preset("tiny"), config.replace(small_epochs=0)).small_train_images_per_s is None
+
+
+def test_step_events_count_work_in_full_size_epochs(tiny_data):
+    events = []
+    config = quick_config(epochs=3, small_epochs=2, small_size=16, eval_every=0)
+    train(micro_spec(), config, tiny_data, callback=events.append)
+    assert config.epoch_work(32) == (0.25, 0.25, 1.0)
+    steps = [e for e in events if e.kind == "step"]
+    assert all(e.work_total == 1.5 for e in steps)
+    ends = [e.work_done for e in steps if e.step == e.steps_per_epoch]
+    assert ends == pytest.approx([0.25, 0.5, 1.5])
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert epochs[-1].eta_s == 0.0 and epochs[0].eta_s == pytest.approx(epochs[0].elapsed_s / 0.25 * 1.25, rel=0.2)
+
+
+def test_a_checkpoint_picked_on_validation_is_scored_on_the_whole_test_set(tiny_data):
+    result = train(micro_spec(), quick_config(epochs=2, val_split=64, eval_subset=50), tiny_data)
+    for h in result.history:
+        assert h["test_subset"] == (0 if h["best"] or h["epoch"] == 2 else 50)
+    assert result.best_accuracy == next(h["test_acc"] for h in result.history if h["epoch"] == result.best_epoch)
