@@ -92,8 +92,9 @@ def find_cifar10(data_dir: str | Path | None = None) -> DataStatus:
     except OSError as err:  # a folder s7 may not enter, or a name the file system refuses
         return DataStatus(False, root, None, f"cannot look in {root} ({err.strerror}) — give a folder s7 can read")
     if found is None and root != default_data_dir() and not root.exists():  # a folder someone named, mistyped?
+        named = f"the {DATA_ENV} folder" if data_dir in (None, "") else "the folder"
         hint = f"check the path, or create it and download CIFAR-10 there ({DOWNLOAD_COMMAND} --data-dir {root})"
-        return DataStatus(False, root, None, f"the folder {root} does not exist — {hint}")
+        return DataStatus(False, root, None, f"CIFAR-10 not found: {named} {root} does not exist — {hint}")
     if found is None:
         return DataStatus(False, root, None, f"CIFAR-10 not found in {root}: {setup_hint(root)}")
     path, fmt, is_archive = found
