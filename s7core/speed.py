@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from s7core.config import TrainConfig
-from s7core.data import augment_batch
+from s7core.data import augment_batch, scale_to
 from s7core.device import autocast, choose_precision, resolve_device
 from s7core.evaluate import predict_logits
 from s7core.model import build_model
@@ -100,7 +100,7 @@ def _measure(spec: NetworkSpec, config: TrainConfig) -> Speed:
                     start = time.perf_counter()
                 x = augment_batch(images, config.augment, generator)
                 if size:
-                    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+                    x = scale_to(x, size)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(device, precision):

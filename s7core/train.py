@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s7core.config import ConfigError, TrainConfig, time_to_go
-from s7core.data import CifarData, augment_batch, normalize
+from s7core.data import CifarData, augment_batch, normalize, scale_to
 from s7core.device import PrecisionChoice, autocast, choose_precision, resolve_device, resolve_precision
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, evaluate, loss_and_accuracy
@@ -302,8 +302,7 @@ class _Loop:
     def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> None:
         x = augment_batch(x_uint8, self.config.augment, self.aug_gen)  # (B, 3, 32, 32) float, normalised
         if self.epoch < self.config.small_epochs:  # early epochs at a smaller size: fewer pixels, the same images
-            size = self.config.small_size
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            x = scale_to(x, self.config.small_size)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:

@@ -9,7 +9,7 @@ augmentation works on a batch of uint8 images on whatever device they live on.
 - `archive`: safe extraction of a .tar.gz
 - `download`: fetching the official archive (`download_cifar10`)
 - `load`: `load_cifar10` -> `CifarData`
-- `augment`: `normalize`, `denormalize`, `augment_batch`
+- `augment`: `normalize`, `denormalize`, `augment_batch`, `scale_to`
 - `synthetic`: `synthetic_cifar10`, a learnable stand-in made in memory
 - `testsets`: `write_cifar10`, `make_tiny_cifar10`, small data sets on disk for tests and demos
 
@@ -23,6 +23,7 @@ from s7core.data.augment import (
     augment_batch,
     denormalize,
     normalize,
+    scale_to,
 )
 from s7core.data.download import CIFAR10_ARCHIVE_BYTES, CIFAR10_MD5, CIFAR10_URL, Progress, download_cifar10
 from s7core.data.errors import DATA_ENV, DOWNLOAD_COMMAND, DataError
@@ -62,6 +63,7 @@ __all__ = [
     "make_tiny_cifar10",
     "normalize",
     "resolve_data_dir",
+    "scale_to",
     "synthetic_cifar10",
     "write_cifar10",
 ]

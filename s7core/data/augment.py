@@ -159,3 +159,9 @@ def augment_batch(
     if config.cutout > 0:
         x = x.masked_fill_(_cutout_mask(n, h, w, int(config.cutout), generator, x.device), 0.0)
     return x
+
+
+def scale_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Normalised float images (N, C, H, W) scaled to size x size pixels: antialiased bilinear, so a smaller
+    image keeps what each pixel showed instead of skipping pixels (the early epochs of `small_epochs`)."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
