@@ -2,30 +2,40 @@
 
 Training and evaluation both go through `autocast`, so a precision setting means the same thing in each.
 Precision 'auto' on the CPU is decided by measuring (`choose_precision`): bf16 is much faster than fp32 on
-some processors and networks and slower on others. The measured speeds are kept in a small cache, keyed by
-processor, threads, torch and network, so one machine always makes the same choice for the same network
-and a run's result does not hinge on how busy the machine was when it started.
+some processors and networks and slower on others, and within one network the layer types differ: the dense
+and pointwise convs gain from bf16 while depthwise convs can run slower in it than in fp32. So the candidates
+are fp32, bf16, and bf16 with the depthwise convs kept in fp32 (precision 'bf16-dw32', for networks that have
+depthwise convs); the layers ask `depthwise_forward` to run a depthwise conv in the precision in force.
+The measured speeds are kept in a small cache, keyed by processor, threads, torch and network, so one
+machine always makes the same choice for the same network and a run's result does not hinge on how busy the
+machine was when it started.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import hashlib
 import json
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from s7core.config import BF16_DEPTHWISE_FP32
 from s7core.errors import UserError
 from s7core.files import atomic_write, cache_root
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # precisions run under torch.autocast
+# precisions run under torch.autocast, and the dtype each casts the convs and matmuls to
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, BF16_DEPTHWISE_FP32: torch.bfloat16, "fp16": torch.float16}
+DEPTHWISE_IN_FP32 = frozenset({BF16_DEPTHWISE_FP32})  # precisions whose depthwise convs run in fp32
+_depthwise_fp32 = contextvars.ContextVar("s7core_depthwise_fp32", default=False)  # set by `autocast`
 
 
 class DeviceError(UserError):
@@ -54,13 +64,41 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for bf16/fp16 on `device`, nothing for fp32."""
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Mixed-precision context for bf16/bf16-dw32/fp16 on `device`, nothing for fp32."""
     dtype = AUTOCAST_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    if dtype is None:
+        yield
+        return
+    token = _depthwise_fp32.set(precision in DEPTHWISE_IN_FP32)
+    try:
+        with torch.autocast(device.type, dtype=dtype):
+            yield
+    finally:
+        _depthwise_fp32.reset(token)
 
 
-BF16_MARGIN = 1.05  # bf16 must train this much faster than fp32 to be chosen: fp32 is the more exact of the two
+def is_depthwise(module: nn.Module) -> bool:
+    """Whether `module` is a depthwise conv: one filter per input channel (groups = in channels > 1)."""
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+def has_depthwise(model: nn.Module) -> bool:
+    """Whether any module of `model` is a depthwise conv (so that bf16-dw32 differs from bf16 for it)."""
+    return any(is_depthwise(m) for m in model.modules())
+
+
+def depthwise_forward(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for a depthwise conv: in fp32 inside `autocast` of a precision that keeps depthwise convs in
+    fp32 (bf16-dw32), else as the autocast in force says."""
+    if _depthwise_fp32.get() and torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return conv(x.float())
+    return conv(x)
+
+
+BF16_MARGIN = 1.05  # a candidate must train this much faster than a more exact one to be chosen over it
 PRECISION_PROBE_STEPS = 3  # timed training steps per candidate precision, after one untimed warm-up step
 PRECISION_PROBE_BATCH = 128  # images per probe step at most: enough to rank the two, cheap on a slow CPU
 PRECISION_CACHE_FILE = "precision.json"  # under the cache root: measured speeds by machine and network
@@ -90,30 +128,40 @@ def choose_precision(
     batch_size: int,
     channels_last: bool,
 ) -> PrecisionChoice:
-    """The precision to train `model` in: as set, or for 'auto' on the CPU the faster of fp32 and bf16.
+    """The precision to train `model` in: as set, or for 'auto' on the CPU the fastest candidate.
 
-    The measurement trains a copy of the model on random images for a few steps, with its own random
-    generator, so the run itself (its weights, its random streams) is the same whichever way it goes.
+    The candidates (`precision_candidates`), from the most exact to the least, are fp32, bf16-dw32 (when the
+    network has depthwise convs) and bf16; each one is taken over the one chosen so far only when it trains at
+    least BF16_MARGIN times faster. The measurement trains a copy of the model on random images for a few
+    steps, with its own random generator, so the run itself (its weights, its random streams) is the same
+    whichever way it goes.
     """
     if precision != "auto" or device.type != "cpu":
         return PrecisionChoice(resolve_precision(precision, device))
     shape = (min(batch_size, PRECISION_PROBE_BATCH), *input_shape)
     key = _probe_key(model, shape, channels_last)
+    candidates = precision_candidates(model)
     measured = _read_probe_cache().get(key)
-    if not _is_measurement(measured):
-        measured = {
-            name: round(_training_rate(model, name, device, shape, channels_last), 1) for name in ("fp32", "bf16")
-        }
+    if not _is_measurement(measured, candidates):
+        measured = {name: round(_training_rate(model, name, device, shape, channels_last), 1) for name in candidates}
         _remember_probe(key, measured)
-    faster = measured["bf16"] > BF16_MARGIN * measured["fp32"]
-    return PrecisionChoice("bf16" if faster else "fp32", measured)
+    chosen = candidates[0]
+    for name in candidates[1:]:
+        if measured[name] > BF16_MARGIN * measured[chosen]:
+            chosen = name
+    return PrecisionChoice(chosen, {name: measured[name] for name in candidates})
 
 
-def _is_measurement(value: object) -> bool:
+def precision_candidates(model: nn.Module) -> tuple[str, ...]:
+    """The precisions 'auto' measures on the CPU for `model`, the most exact first."""
+    return ("fp32", BF16_DEPTHWISE_FP32, "bf16") if has_depthwise(model) else ("fp32", "bf16")
+
+
+def _is_measurement(value: object, candidates: tuple[str, ...]) -> bool:
     """Whether a cache entry holds a positive speed for each candidate."""
     return (
         isinstance(value, dict)
-        and set(value) == {"fp32", "bf16"}
+        and set(value) == set(candidates)
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value.values())
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from s7core.device import depthwise_forward, is_depthwise
 from s7core.errors import UserError
 from s7core.names import SEPCONV_PARTS, ModuleNameError, layer_of, module_name, position_name
 from s7core.spec import NetworkSpec, Shape, infer_shapes
@@ -41,6 +42,9 @@ class SeparableConv2d(nn.Sequential):
         )
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(depthwise_forward(self.depthwise, x))
+
 
 class S7Net(nn.Module):
     """A spec's layers in order; `layers[i]` is the module of spec layer i."""
@@ -49,9 +53,15 @@ class S7Net(nn.Module):
         super().__init__()
         self.spec = spec
         self.layers = nn.Sequential(*layers)
+        # spec conv layers that are depthwise convs (groups = channels): run through depthwise_forward
+        self.depthwise_layers = frozenset(i for i, m in enumerate(layers) if is_depthwise(m))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(x)  # (N, classes) or (N, classes, 1, 1)
+        if not self.depthwise_layers:
+            x = self.layers(x)  # (N, classes) or (N, classes, 1, 1)
+        else:
+            for index, module in enumerate(self.layers):
+                x = depthwise_forward(module, x) if index in self.depthwise_layers else module(x)
         return x.flatten(1)  # (N, classes)
 
     def module_name(self, index: int, part: str | None = None) -> str:

@@ -69,7 +69,7 @@ _DECLARED: dict[str, tuple[str | None, str, dict[str, Any]]] = {
     "seed": (
         "default",
         "For the 'seed' net (the reference network): the 'default' recipe at twice its batch and learning "
-        "rate, on all training images, in the faster precision of this machine (measured), with mirror-image "
+        "rate, on all training images, in the fastest precision of this machine (measured), with mirror-image "
         "test-time augmentation. Taken over as it is; "
         "nothing in it was tuned, on the test set or on any other split.",
         {"lr": 0.1, "batch_size": 256, "epochs": 15, "val_split": 0, "tta_flip": True},
@@ -77,7 +77,7 @@ _DECLARED: dict[str, tuple[str | None, str, dict[str, Any]]] = {
     "fast": (
         "default",
         "A few epochs for the 'fast' preset on a CPU: a whitened, frozen first conv, a large batch at a high "
-        "peak learning rate, a smaller crop, the faster precision of this machine (bf16 or fp32, measured) and "
+        "peak learning rate, a smaller crop, the fastest precision of this machine (measured) and "
         "mirror-image test-time augmentation, all training images, the test set scored once at the end. "
         "Chosen on held-out training images, never on the test set.",
         {

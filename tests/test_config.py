@@ -67,7 +67,7 @@ def test_config_rejects_bad_values_naming_the_setting(change, named):
         (lambda: TrainConfig(batch_size=5000), "batch size must be whole images per step from 1 to 4096, got 5000"),
         (lambda: TrainConfig(lr=0), "peak learning rate must be above 0 and at most 10, got 0"),
         (lambda: TrainConfig(warmup=1.0), "warm-up must be between 0 and 0.99 (fraction of all steps), got 1.0"),
-        (lambda: TrainConfig(precision="fp8"), "precision must be one of fp32, bf16, fp16, auto, got 'fp8'"),
+        (lambda: TrainConfig(precision="fp8"), "precision must be one of fp32, bf16, bf16-dw32, fp16, auto, got 'fp8'"),
         (lambda: TrainConfig(device="cuda:x"), "device must be one of auto, cpu, cuda, cuda:N, got 'cuda:x'"),
         (lambda: TrainConfig(tta_flip=1), "test-time mirror must be true or false, got 1"),
         (

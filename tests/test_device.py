@@ -4,16 +4,20 @@ import pytest
 import torch
 
 import s7core.device as device_module
+from s7core.config import BF16_DEPTHWISE_FP32
 from s7core.device import (
     BF16_MARGIN,
     DeviceError,
     autocast,
     choose_precision,
     precision_cache_path,
+    precision_candidates,
     resolve_device,
     resolve_precision,
 )
 from s7core.errors import UserError
+from s7core.model import build_model
+from s7core.spec import NetworkSpec, bn, conv, get_preset, layer, relu, sepconv, validate
 
 CPU = torch.device("cpu")
 
@@ -55,10 +59,13 @@ def test_autocast_runs_a_matmul_in_the_precision_asked_for():
 
 
 def _net() -> torch.nn.Module:
-    from s7core.model import build_model
-    from s7core.spec import get_preset
+    plain = (conv(16, 3, 1, stride=2), bn(), relu(), conv(32, 3, 1), bn(), relu(), layer("gap"),
+             conv(10, 1, bias=True), layer("flatten"))  # fmt: skip
+    return build_model(validate(NetworkSpec(plain, "plain")))  # no depthwise conv: fp32 and bf16 the candidates
 
-    return build_model(get_preset("tiny"))
+
+def _depthwise_net() -> torch.nn.Module:
+    return build_model(get_preset("tiny"))  # separable convs: bf16-dw32 is a candidate too
 
 
 def _fake_rates(monkeypatch, rates: dict[str, float]) -> list[str]:
@@ -90,6 +97,75 @@ def test_auto_takes_bf16_only_when_clearly_faster(monkeypatch, bf16_rate, chosen
     assert choice.precision == chosen
     assert choice.measured == {"fp32": 100.0, "bf16": round(bf16_rate, 1)}
     assert chosen in choice.describe() and "fp32 100 img/s" in choice.describe()
+
+
+DW = BF16_DEPTHWISE_FP32
+
+
+@pytest.mark.parametrize(
+    ("rates", "chosen"),
+    [
+        ({"fp32": 100.0, DW: 300.0, "bf16": 120.0}, DW),  # bf16 depthwise kernels slow: keep them in fp32
+        ({"fp32": 100.0, DW: 300.0, "bf16": 300.0 * BF16_MARGIN + 1}, "bf16"),  # all-bf16 clearly faster still
+        ({"fp32": 100.0, DW: 300.0, "bf16": 300.0 * BF16_MARGIN - 1}, DW),  # not clearly: the more exact one
+        ({"fp32": 100.0, DW: 100.0 * BF16_MARGIN - 1, "bf16": 100.0 * BF16_MARGIN - 1}, "fp32"),
+        ({"fp32": 100.0, DW: 90.0, "bf16": 200.0}, "bf16"),
+    ],
+)
+def test_a_net_with_depthwise_convs_also_measures_them_kept_in_fp32(monkeypatch, rates, chosen):
+    calls = _fake_rates(monkeypatch, rates)
+    choice = choose_precision("auto", CPU, _depthwise_net(), (3, 32, 32), 64, True)
+    assert calls == ["fp32", DW, "bf16"] and choice.measured == rates and choice.precision == chosen
+    assert f"{DW} {rates[DW]:,.0f} img/s" in choice.describe()
+
+
+def test_only_nets_with_depthwise_convs_have_the_third_candidate():
+    assert precision_candidates(_net()) == ("fp32", "bf16")
+    assert precision_candidates(_depthwise_net()) == ("fp32", DW, "bf16")
+    layers = (conv(8, 3, 1), conv(8, 3, 1, groups=2), layer("gap"), conv(10, 1), layer("flatten"))
+    grouped = validate(NetworkSpec(layers, "grouped"))
+    assert precision_candidates(build_model(grouped)) == ("fp32", "bf16")  # grouped, not depthwise
+
+
+def _output_dtypes(model: torch.nn.Module, x: torch.Tensor, precision: str) -> dict[str, torch.dtype]:
+    """The dtype of every conv's output in one forward pass under `autocast(precision)`."""
+    seen: dict[str, torch.dtype] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out, name=name: seen.__setitem__(name, out.dtype))
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    with autocast(CPU, precision):
+        out = model(x)
+    for hook in hooks:
+        hook.remove()
+    seen["logits"] = out.dtype
+    return seen
+
+
+def test_bf16_dw32_runs_the_depthwise_convs_in_fp32_and_the_rest_in_bf16():
+    spec = validate(
+        NetworkSpec(
+            (conv(8, 3, 1), bn(), relu(), conv(8, 3, 1, groups=8), bn(), relu(), sepconv(16, 3, 1), bn(), relu(),
+             layer("gap"), conv(10, 1, bias=True), layer("flatten")),
+            "dw",
+        )
+    )  # fmt: skip
+    model, x = build_model(spec), torch.randn(2, 3, 16, 16)
+    depthwise = {"layers.3", "layers.6.depthwise"}
+    mixed = _output_dtypes(model, x, DW)
+    assert {name for name, dtype in mixed.items() if dtype == torch.float32} == depthwise
+    assert set(_output_dtypes(model, x, "bf16").values()) == {torch.bfloat16}
+    assert set(_output_dtypes(model, x, "fp32").values()) == {torch.float32}
+    with autocast(CPU, DW):
+        pass
+    assert set(_output_dtypes(model, x, "bf16").values()) == {torch.bfloat16}  # the context ends with the block
+    with autocast(CPU, DW):
+        assert model(x).dtype == torch.bfloat16  # training and scoring in it go through the same forward
+    with autocast(CPU, DW):
+        loss = model(x).float().square().mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
 def test_the_measurement_is_kept_so_the_same_machine_chooses_the_same(monkeypatch):

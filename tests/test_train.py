@@ -249,7 +249,7 @@ def test_images_per_s_after_a_mid_epoch_resume_counts_only_the_resumed_steps(tin
 
 def test_auto_precision_is_measured_once_said_first_and_kept_on_resume(tiny_data, monkeypatch):
     """The choice comes first among the events, goes into the checkpoint, and a resumed session reuses it."""
-    rates = {"fp32": 100.0, "bf16": 300.0}
+    rates = {"fp32": 100.0, "bf16-dw32": 200.0, "bf16": 300.0}  # micro_spec has a depthwise conv
     measured = []
     monkeypatch.setattr(
         "s7core.device._training_rate", lambda model, p, *rest: measured.append(p) or rates[p]
@@ -261,15 +261,16 @@ def test_auto_precision_is_measured_once_said_first_and_kept_on_resume(tiny_data
                   on_checkpoint=lambda state, best: saved.append(state))  # fmt: skip
     assert isinstance(events[0], PrecisionEvent) and not any(isinstance(e, PrecisionEvent) for e in events[1:])
     assert (events[0].precision, events[0].setting, events[0].measured) == ("bf16", "auto", rates)
-    assert "bf16 (measured: fp32 100 img/s, bf16 300 img/s)" == events[0].text
-    assert first.precision == "bf16" and saved[-1]["precision"] == "bf16" and measured == ["fp32", "bf16"]
+    assert "bf16 (measured: fp32 100 img/s, bf16-dw32 200 img/s, bf16 300 img/s)" == events[0].text
+    assert first.precision == "bf16" and saved[-1]["precision"] == "bf16" and measured == list(rates)
 
     rates.update(bf16=10.0)  # the machine got slower at bf16 since: a resumed run keeps its first choice
     precision_cache_path().unlink()  # from its checkpoint, not from the cache of measurements
     resumed_events = []
     resumed = train(micro_spec(), config, tiny_data, callback=resumed_events.append, state=saved[-1])
-    assert resumed.precision == "bf16" and measured == ["fp32", "bf16"]
-    assert resumed_events[0].precision == "bf16" and resumed_events[0].measured == {"fp32": 100.0, "bf16": 300.0}
+    assert resumed.precision == "bf16" and measured == ["fp32", "bf16-dw32", "bf16"]
+    assert resumed_events[0].precision == "bf16"
+    assert resumed_events[0].measured == {"fp32": 100.0, "bf16-dw32": 200.0, "bf16": 300.0}
 
 
 def test_a_checkpoint_of_another_network_is_a_user_error(tiny_data):
