@@ -10,7 +10,8 @@ or an earlier version of a preset, can be timed beside the presets in the same r
 
 Times full training steps (augmentation, forward, backward, SGD update) on random uint8 images already in
 memory, the way `s7core.train` runs them, and evaluation forward passes (no test-time augmentation), for
-fp32, fp32 + channels_last and bf16 + channels_last; `--compile` adds bf16 + channels_last through
+fp32, fp32 + channels_last, bf16 + channels_last and bf16-dw32 + channels_last (depthwise convs in fp32);
+`--compile` adds bf16 + channels_last through
 `torch.compile` (its compile time is reported apart, not counted in the rate). Prints, per preset:
 - images per wall-clock second, and per CPU-second of this process (steadier on a shared machine; the
   "vs fp32" column compares those);
@@ -37,15 +38,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s7core.config import AugmentConfig  # noqa: E402
+from s7core.config import BF16_DEPTHWISE_FP32, AugmentConfig  # noqa: E402
 from s7core.data import augment_batch, normalize  # noqa: E402
-from s7core.device import autocast  # noqa: E402
+from s7core.device import AUTOCAST_DTYPES, autocast  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model  # noqa: E402
 from s7core.spec import NetworkSpec, get_preset, spec_from_json  # noqa: E402
 from s7core.summary import summarize  # noqa: E402
 
-VARIANTS = (("fp32", False, False), ("fp32", True, False), ("bf16", True, False))  # precision, NHWC, compiled
+# precision, NHWC, compiled; bf16-dw32 is bf16 with the depthwise convs kept in fp32 (s7core.device)
+VARIANTS = (("fp32", False, False), ("fp32", True, False), ("bf16", True, False), (BF16_DEPTHWISE_FP32, True, False))
 COMPILED = ("bf16", True, True)
 CPU = torch.device("cpu")
 
@@ -68,7 +70,7 @@ class Row:
 
 def gemm_peak_gmac_s(precision: str, size: int = 2048, repeats: int = 5) -> float:
     """Median multiply-adds per second (in billions) of a size^3 matrix multiply at `precision`."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = AUTOCAST_DTYPES.get(precision, torch.float32)
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b  # warm-up: the library picks its kernel
     times = []
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     peaks = {p: gemm_peak_gmac_s(p) for p in ("fp32", "bf16")}
+    peaks[BF16_DEPTHWISE_FP32] = peaks["bf16"]  # its matrix multiplies and dense convs run in bf16
     print(f"torch {torch.__version__}, {threads} CPU threads")
     print(f"peak (2048^3 matrix multiply): fp32 {peaks['fp32']:.0f} GMAC/s, bf16 {peaks['bf16']:.0f} GMAC/s")
     variants = VARIANTS + ((COMPILED,) if args.compile else ())

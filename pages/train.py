@@ -15,7 +15,7 @@ import streamlit as st
 
 from pages import _display as dp
 from pages._classroom import class_mode, class_settings, data_problem, refuse_foreign_runs, user_runs
-from pages._shared import data_dir, data_status, device_name, ensure_shell, get_spec, show_error, spec_key, summary
+from pages._shared import data_dir, data_status, device_name, ensure_shell, get_spec, show_error, summary
 from s7core import runs
 from s7core.classroom import Action
 from s7core.config import Resources, Setting, TrainConfig, resource_settings, settings
@@ -147,15 +147,15 @@ def _submitted_config(base: TrainConfig, prefix: str) -> TrainConfig:
 def _estimate(spec, config: TrainConfig) -> None:
     """How long the run will take here, from a short measured speed of this network (kept per network)."""
     from s7core.data import count_train_images
-    from s7core.speed import TRAIN_IMAGES, describe_estimate, estimate_run, measure_speed
+    from s7core.speed import TRAIN_IMAGES, describe_estimate, estimate_planned, measure_speed, speed_key
 
     speeds = st.session_state.setdefault(SPEED_KEY, {})
-    key = f"{spec_key(spec)}|{config.batch_size}|{config.precision}|{config.channels_last}|{config.device}"
+    key = speed_key(spec, config)
 
     def measure() -> None:  # a callback: it runs once, before the script, whatever reruns follow
         try:
             with st.spinner("Timing a few training steps of this network on this machine…"):
-                speeds[key] = measure_speed(spec, config)
+                speeds[key] = measure_speed(spec, config, remember=config.time_budget > 0)
         except UserError as err:
             st.session_state[FLASH_KEY] = ("error", str(err))
 
@@ -171,7 +171,8 @@ def _estimate(spec, config: TrainConfig) -> None:
         images = count_train_images(data_dir()) or TRAIN_IMAGES
     except UserError:
         images = TRAIN_IMAGES
-    headline, detail = describe_estimate(config, speed, estimate_run(config, speed, images))
+    planned, estimate, plan = estimate_planned(config, speed, images)
+    headline, detail = describe_estimate(planned, speed, estimate, plan)
     st.markdown(f"**{headline[0].upper()}{headline[1:]}**")
     st.caption(detail)
 

@@ -316,7 +316,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     from s7core.config import with_settings
     from s7core.data import count_train_images
     from s7core.recipes import default_recipe, get_recipe
-    from s7core.speed import TRAIN_IMAGES, describe_estimate, estimate_run, measure_speed
+    from s7core.speed import TRAIN_IMAGES, describe_estimate, estimate_planned, measure_speed
 
     if args.preset is None and args.spec is None:
         args.preset = "fast"
@@ -324,9 +324,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     recipe = get_recipe(args.recipe or default_recipe(spec.name))
     config = with_settings(recipe.config, _overrides(args))
     images = count_train_images(args.data_dir) or TRAIN_IMAGES
-    speed = measure_speed(spec, config)
-    estimate = estimate_run(config, speed, images)
-    headline, detail = describe_estimate(config, speed, estimate)
+    speed = measure_speed(spec, config, remember=config.time_budget > 0)  # the speed the trainer will plan from
+    config, estimate, plan = estimate_planned(config, speed, images)
+    headline, detail = describe_estimate(config, speed, estimate, plan)
     if args.json:
         out = {"network": spec.name, "recipe": recipe.name, "epochs": config.epochs, **dataclasses.asdict(estimate)}
         print(json.dumps({**out, "speed": dataclasses.asdict(speed)}, indent=2))

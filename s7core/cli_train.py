@@ -170,8 +170,10 @@ class ProgressPrinter:
             self.step(event)
         elif event.kind == "epoch":
             self.epoch(event)
-        else:
-            self.stream.write(f"precision: {event.text}\n")
+        else:  # the precision chosen, and the epochs a time budget bought
+            if event.kind == "plan":
+                self.epochs = event.epochs
+            self.stream.write(f"{'time budget' if event.kind == 'plan' else event.kind}: {event.text}\n")
             self.stream.flush()
 
     def step(self, e) -> None:

@@ -258,6 +258,12 @@ class TrainConfig:
     epochs: int = setting(
         20, label="epochs", low=1, high=1000, step=1, group=_OPTIMIZER, help="passes over the training images"
     )
+    time_budget: float = setting(
+        0.0, label="time budget", unit="min", low=0, high=10_000, step=0.5, group=_OPTIMIZER, zero="off",
+        help="when set, the trainer measures this machine's speed before it starts and trains as many epochs as "
+        "fit in this many minutes, test scorings included; the epochs at a smaller size keep their share of the "
+        "epochs set above (0 = off: train the epochs set)",
+    )  # fmt: skip
     schedule: str = setting(
         "onecycle", label="schedule", choices=SCHEDULES, group=_SCHEDULE,
         help="how the learning rate moves: onecycle (rise, then fall to 0), cosine, step (drops every few "

@@ -102,7 +102,7 @@ BF16_MARGIN = 1.05  # a candidate must train this much faster than a more exact 
 PRECISION_PROBE_STEPS = 3  # timed training steps per candidate precision, after one untimed warm-up step
 PRECISION_PROBE_BATCH = 128  # images per probe step at most: enough to rank the two, cheap on a slow CPU
 PRECISION_CACHE_FILE = "precision.json"  # under the cache root: measured speeds by machine and network
-PRECISION_CACHE_ENTRIES = 200
+MEASUREMENT_CACHE_ENTRIES = 200  # per cache file
 
 
 @dataclass(frozen=True)
@@ -141,10 +141,10 @@ def choose_precision(
     shape = (min(batch_size, PRECISION_PROBE_BATCH), *input_shape)
     key = _probe_key(model, shape, channels_last)
     candidates = precision_candidates(model)
-    measured = _read_probe_cache().get(key)
+    measured = read_measurements(precision_cache_path()).get(key)
     if not _is_measurement(measured, candidates):
         measured = {name: round(_training_rate(model, name, device, shape, channels_last), 1) for name in candidates}
-        _remember_probe(key, measured)
+        remember_measurement(precision_cache_path(), key, measured)
     chosen = candidates[0]
     for name in candidates[1:]:
         if measured[name] > BF16_MARGIN * measured[chosen]:
@@ -171,11 +171,17 @@ def precision_cache_path() -> Path:
     return cache_root() / PRECISION_CACHE_FILE
 
 
+def machine_key(device: torch.device) -> str:
+    """What a measured speed depends on besides the network: the processor (and GPU), torch and threads."""
+    gpu = f" | {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return f"{_processor()}{gpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
 def _probe_key(model: nn.Module, shape: tuple[int, ...], channels_last: bool) -> str:
     """This machine (processor, threads, torch) and this network and probe: what the measured speeds depend on."""
     net = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
     layout = "channels_last" if channels_last else "contiguous"
-    return f"{_processor()} | torch {torch.__version__} | {torch.get_num_threads()} threads | {net} {shape} {layout}"
+    return f"{machine_key(torch.device('cpu'))} | {net} {shape} {layout}"
 
 
 def _processor() -> str:
@@ -187,25 +193,24 @@ def _processor() -> str:
     return platform.processor() or platform.machine()
 
 
-def _read_probe_cache() -> dict:
-    """The cache of measured speeds; an unreadable or foreign file counts as empty (it is only a cache)."""
+def read_measurements(path: Path) -> dict:
+    """A cache file of measured speeds; an unreadable or foreign file counts as empty (it is only a cache)."""
     try:
-        data = json.loads(precision_cache_path().read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _remember_probe(key: str, measured: dict[str, float]) -> None:
-    """Add one measurement to the cache (atomically; the newest PRECISION_CACHE_ENTRIES kept)."""
-    entries = _read_probe_cache()
+def remember_measurement(path: Path, key: str, value: object) -> None:
+    """Add one measurement to a cache file (atomically; the newest MEASUREMENT_CACHE_ENTRIES kept)."""
+    entries = read_measurements(path)
     entries.pop(key, None)
-    entries[key] = measured
-    path = precision_cache_path()
+    entries[key] = value
     with contextlib.suppress(OSError):  # a read-only home only costs a measurement next time
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, binary=False) as f:
-            json.dump(dict(list(entries.items())[-PRECISION_CACHE_ENTRIES:]), f, indent=1)
+            json.dump(dict(list(entries.items())[-MEASUREMENT_CACHE_ENTRIES:]), f, indent=1)
 
 
 def _training_rate(

@@ -2,7 +2,9 @@
 
 `measure_speed` times a few real training steps (random images through the run's own augmentation,
 optimizer, precision and memory layout) and a test-set style evaluation batch, on the device the config
-names. It takes a few seconds, so results are kept per network and setting for the life of the process.
+names. It takes a few seconds, so results are kept per network and setting for the life of the process; the
+measurement a time budget is planned from (`plan_budget`) is also kept on disk, per machine, so that one
+machine always plans the same epochs for the same network and config.
 `estimate_run` turns a speed into the time of a whole run: every epoch's training images (the early epochs at
 the smaller size, when the config has them), the validation and test evaluations the config asks for, and the
 final evaluation of the best checkpoint when that is not the last epoch's.
@@ -16,23 +18,37 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from s7core.config import TrainConfig
+from s7core.config import TrainConfig, settings
 from s7core.data import augment_batch, scale_to
-from s7core.device import autocast, choose_precision, resolve_device
+from s7core.device import (
+    autocast,
+    choose_precision,
+    machine_key,
+    read_measurements,
+    remember_measurement,
+    resolve_device,
+)
 from s7core.evaluate import predict_logits
+from s7core.files import cache_root
 from s7core.model import build_model
 from s7core.spec import NetworkSpec
 from s7core.train import make_optimizer
 
 MEASURE_STEPS = 3  # timed training steps, after one warm-up step
-MEASURE_BATCH_CAP = 256  # images a step at most: per-image cost levels off well below the larger batches
+# images a step at most: the presets' own batches (best: 512 trains 7% slower per image than 256 on the AMD host)
+MEASURE_BATCH_CAP = 512
+# A whole run trains at about this share of the few measured steps' speed (best on the AMD host, batch 512: 560
+# against 625 images/s at full size, 1,140 against 1,240 at 24 pixels); estimates allow for it.
+SUSTAINED_SHARE = 0.9
 EVAL_BATCH = 256
 TEST_IMAGES = 10_000  # the CIFAR-10 test set, evaluated after the run and whenever the config asks
 TRAIN_IMAGES = 50_000  # the CIFAR-10 training set, assumed when the data folder cannot say
+SPEED_CACHE_FILE = "speed.json"  # under the cache root: the speeds budgets were planned from, by machine
 _cache: dict[str, Speed] = {}
 _lock = threading.Lock()  # one measurement at a time: two at once would each time the other's load
 
@@ -59,7 +75,7 @@ class RunEstimate:
     evaluations: int  # test-set evaluations over the run, the final one included
 
 
-def _key(spec: NetworkSpec, config: TrainConfig) -> str:
+def speed_key(spec: NetworkSpec, config: TrainConfig) -> str:
     """What the speed depends on: the network and the settings that change the work per image."""
     c = config
     parts = [spec.to_dict(), c.batch_size, c.precision, c.channels_last, c.device, c.optimizer, c.ema > 0]
@@ -67,13 +83,41 @@ def _key(spec: NetworkSpec, config: TrainConfig) -> str:
     return json.dumps([*parts, c.tta_flip, c.tta_shift, dataclasses.asdict(c.augment)], sort_keys=True)
 
 
-def measure_speed(spec: NetworkSpec, config: TrainConfig) -> Speed:
-    """Training and evaluation images per second of `spec` with `config` here (kept per network and setting)."""
-    key = _key(spec, config)
+def measure_speed(spec: NetworkSpec, config: TrainConfig, remember: bool = False) -> Speed:
+    """Training and evaluation images per second of `spec` with `config` here (kept per network and setting).
+
+    With `remember`, the measurement is also kept on disk for this machine and read back from there."""
+    key = speed_key(spec, config)
     with _lock:
+        if key not in _cache and remember:
+            batch = min(config.batch_size, MEASURE_BATCH_CAP)  # what the steps are timed at, part of the key
+            disk_key = f"{machine_key(resolve_device(config.device))} | batch {batch} | {key}"
+            kept = _speed_from(read_measurements(speed_cache_path()).get(disk_key))
+            if kept is None:
+                kept = _measure(spec, config)
+                remember_measurement(speed_cache_path(), disk_key, dataclasses.asdict(kept))
+            _cache[key] = kept
         if key not in _cache:
             _cache[key] = _measure(spec, config)
         return _cache[key]
+
+
+def speed_cache_path() -> Path:
+    """Where the speeds that time budgets were planned from are kept (see `measure_speed`)."""
+    return cache_root() / SPEED_CACHE_FILE
+
+
+def _speed_from(value: object) -> Speed | None:
+    """A Speed from a cache entry, or None when the entry is missing or not a sound measurement."""
+    if not isinstance(value, dict) or set(value) != {f.name for f in dataclasses.fields(Speed)}:
+        return None
+    rates = [value["train_images_per_s"], value["eval_images_per_s"], value["batch"]]
+    rates += [value["small_train_images_per_s"]] if value["small_train_images_per_s"] is not None else []
+    if not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
+        return None
+    if not isinstance(value["device"], str) or not isinstance(value["precision"], str):
+        return None
+    return Speed(**value)
 
 
 def _measure(spec: NetworkSpec, config: TrainConfig) -> Speed:
@@ -129,8 +173,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def estimate_run(config: TrainConfig, speed: Speed, train_images: int) -> RunEstimate:
-    """The time a run of `config` takes at `speed` on a data set of `train_images` training images."""
+def estimate_run(config: TrainConfig, speed: Speed, train_images: int, test_images: int = TEST_IMAGES) -> RunEstimate:
+    """The time a run of `config` takes at `speed` on a data set of `train_images` training and `test_images`
+    test images."""
     c = config
     fit = max(train_images - c.val_split, 0)
     batch = min(c.batch_size, fit) or 1
@@ -142,6 +187,7 @@ def estimate_run(config: TrainConfig, speed: Speed, train_images: int) -> RunEst
     small_steps = min(c.small_epochs * steps_per_epoch, total_steps) if speed.small_train_images_per_s else 0
     train_s = small_steps * batch / (speed.small_train_images_per_s or 1.0)
     train_s += (total_steps - small_steps) * batch / speed.train_images_per_s
+    train_s /= SUSTAINED_SHARE
     # A test evaluation runs every eval_every epochs and after the last one; with a validation split, also after
     # every epoch that improves on it (most of them early on), and every epoch when the schedule watches it. A
     # curve-only subset is scored without test-time augmentation, so its images cost a fraction of a view each.
@@ -152,9 +198,58 @@ def estimate_run(config: TrainConfig, speed: Speed, train_images: int) -> RunEst
     # the last epoch's scoring is the run's saved one, unless an earlier epoch may be the best checkpoint
     again = 1 if c.val_split > 0 or (due and not subset) else 0
     evaluations = 1 + len(due) + again
-    eval_images = epochs * c.val_split + (1 + again) * TEST_IMAGES + len(due) * (subset / views or TEST_IMAGES)
+    subset = min(subset, test_images)
+    eval_images = epochs * c.val_split + (1 + again) * test_images + len(due) * (subset / views or test_images)
     total = train_s + eval_images / speed.eval_images_per_s
     return RunEstimate(total, total / epochs, steps_per_epoch * batch, evaluations)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The epochs a time budget buys at a measured speed, and the estimate they were chosen by."""
+
+    epochs: int
+    small_epochs: int
+    estimate_s: float  # the estimated time of the planned run, training and test scorings
+    budget_s: float  # the config's time budget in seconds
+    fits: bool  # False when even one epoch is estimated to take longer than the budget
+
+    def describe(self, config: TrainConfig, speed: Speed) -> str:
+        """'14 epochs (9 at 24x24 pixels) fit in 12 min 00 s: about 11 min 40 s at the measured 612 training ...'."""
+        small = f" ({self.small_epochs} at {config.small_size}x{config.small_size} pixels)" if self.small_epochs else ""
+        rates = f"{speed.train_images_per_s:,.0f} training images/s"
+        if self.small_epochs and speed.small_train_images_per_s:
+            rates += f" ({speed.small_train_images_per_s:,.0f} at the smaller size)"
+        over = "" if self.fits else "; even one epoch takes longer than the budget, so it trains one"
+        return (
+            f"{self.epochs} epochs{small} fit in {format_duration(self.budget_s)}: about "
+            f"{format_duration(self.estimate_s)} at the measured {rates} and {speed.eval_images_per_s:,.0f} "
+            f"evaluation images/s ({speed.precision}){over}"
+        )
+
+
+def budget_config(config: TrainConfig, epochs: int) -> TrainConfig:
+    """`config` stretched or shrunk to `epochs`: the epochs at the smaller size keep their share of the run."""
+    small = min(round(config.small_epochs * epochs / config.epochs), epochs)
+    return config.replace(epochs=epochs, small_epochs=small)
+
+
+def plan_budget(config: TrainConfig, speed: Speed, train_images: int, test_images: int = TEST_IMAGES) -> BudgetPlan:
+    """The most epochs of `config` whose estimated time (`estimate_run`) fits in its time budget; one at least.
+
+    The budget is for training and its test scorings; the process's start and the measurements before
+    training (a few seconds) come on top. The plan depends on nothing but its arguments, so a machine that
+    keeps its measured speed (`measure_speed(remember=True)`) plans a run the same way each time."""
+    budget_s = config.time_budget * 60
+    high = next(s.high for s in settings() if s.path == "epochs")  # the most epochs a config may have
+    chosen, estimate = 1, estimate_run(budget_config(config, 1), speed, train_images, test_images).total_s
+    for epochs in range(2, int(high) + 1):
+        total = estimate_run(budget_config(config, epochs), speed, train_images, test_images).total_s
+        if total > budget_s:
+            break
+        chosen, estimate = epochs, total
+    planned = budget_config(config, chosen)
+    return BudgetPlan(chosen, planned.small_epochs, estimate, budget_s, estimate <= budget_s)
 
 
 def format_duration(seconds: float) -> str:
@@ -167,10 +262,23 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def describe_estimate(config: TrainConfig, speed: Speed, estimate: RunEstimate) -> tuple[str, str]:
-    """(headline, detail) of an estimate in words, as the Train page and `python -m s7core estimate` show it."""
+def estimate_planned(
+    config: TrainConfig, speed: Speed, train_images: int
+) -> tuple[TrainConfig, RunEstimate, BudgetPlan | None]:
+    """The run `config` will train (with a time budget: the epochs it buys at `speed`), and its estimate."""
+    plan = plan_budget(config, speed, train_images) if config.time_budget > 0 else None
+    planned = budget_config(config, plan.epochs) if plan else config
+    return planned, estimate_run(planned, speed, train_images), plan
+
+
+def describe_estimate(
+    config: TrainConfig, speed: Speed, estimate: RunEstimate, plan: BudgetPlan | None = None
+) -> tuple[str, str]:
+    """(headline, detail) of an estimate in words, as the Train page and `python -m s7core estimate` show it;
+    `config` is the planned one when a time budget chose its epochs (`estimate_planned`)."""
+    bought = f", the most that fit in the {format_duration(plan.budget_s)} time budget" if plan else ""
     headline = (
-        f"about {format_duration(estimate.total_s)} for {config.epochs} epochs "
+        f"about {format_duration(estimate.total_s)} for {config.epochs} epochs{bought} "
         f"({format_duration(estimate.epoch_s)} an epoch, {estimate.evaluations} test evaluations)"
     )
     detail = (

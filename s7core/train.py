@@ -101,6 +101,21 @@ class PrecisionEvent:
 
 
 @dataclass
+class PlanEvent:
+    """The epochs a time budget bought: measured at the start of a run, kept in its checkpoints after."""
+
+    kind: ClassVar[str] = "plan"
+    epochs: int
+    small_epochs: int
+    time_budget: float  # minutes, the config's setting
+    estimate_s: float  # the planned run's estimated training and scoring time
+    text: str  # one line for the log
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
 class TrainResult:
     model: nn.Module  # the weights used to evaluate (the EMA weights when ema > 0), final epoch
     epochs_done: int
@@ -258,6 +273,8 @@ class _Loop:
 
     def __init__(self, spec: NetworkSpec, config: TrainConfig, data: CifarData, callback, should_stop, on_checkpoint):
         self.config = c = config
+        self.spec = spec
+        self.plan: PlanEvent | None = None  # what the time budget bought, when the config has one
         self.device = resolve_device(c.device)
         self.precision = resolve_precision(c.precision, self.device)  # until choose_precision has measured
         self.precision_choice = PrecisionChoice(self.precision)
@@ -488,6 +505,7 @@ class _Loop:
             "elapsed_s": self.elapsed(),
             "precision": self.precision,  # a resumed 'auto' run keeps the choice it made when it started
             "precision_measured": dict(self.precision_choice.measured),
+            "plan": self.plan.to_dict() if self.plan else None,  # a resumed run keeps the epochs it planned
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -510,6 +528,13 @@ class _Loop:
         self.elapsed_before = state["elapsed_s"]
         if self.config.precision == "auto" and state.get("precision") is not None:
             self.precision_choice = PrecisionChoice(state["precision"], dict(state.get("precision_measured") or {}))
+        plan = state.get("plan")
+        if plan and self.config.time_budget > 0:
+            fields = {f.name for f in dataclasses.fields(PlanEvent)}
+            self.plan = PlanEvent(**{k: v for k, v in plan.items() if k in fields})
+        elif plan:  # epochs given since the budget planned them: the epochs at the smaller size stay as planned
+            self.config = self.config.replace(small_epochs=min(int(plan["small_epochs"]), self.config.epochs))
+            self.work = self.config.epoch_work(self.spec.input_shape[-1])
 
     def choose_precision(self, restored: bool) -> None:
         """Settle the precision of this session (measured for 'auto' on the CPU, unless resumed) and say which."""
@@ -523,6 +548,29 @@ class _Loop:
         choice = self.precision_choice
         self.emit(PrecisionEvent(self.precision, c.precision, dict(choice.measured), choice.describe()))
 
+    def plan_budget(self) -> None:
+        """With a time budget, settle the epochs it buys (measured here, unless resumed) and say how many."""
+        c = self.config
+        if c.time_budget <= 0:
+            return
+        if self.plan is None:
+            from s7core.speed import measure_speed, plan_budget  # speed builds on this module
+
+            speed = measure_speed(self.spec, c, remember=True)
+            images = self.train_set[0].shape[0] + c.val_split
+            plan = plan_budget(c, speed, images, self.test_set[0].shape[0])
+            text = plan.describe(c, speed)
+            self.plan = PlanEvent(plan.epochs, plan.small_epochs, c.time_budget, round(plan.estimate_s, 1), text)
+        self.config = c.replace(epochs=self.plan.epochs, small_epochs=self.plan.small_epochs)
+        self.work = self.config.epoch_work(self.spec.input_shape[-1])
+        self.emit(self.plan)
+
+
+def planned_epochs(config: TrainConfig, state: dict[str, Any] | None) -> int:
+    """The epochs a run trains: the ones its time budget bought, when a checkpoint has them, else the config's."""
+    plan = (state or {}).get("plan")
+    return int(plan["epochs"]) if config.time_budget > 0 and plan else config.epochs
+
 
 def train(
     spec: NetworkSpec,
@@ -535,8 +583,9 @@ def train(
 ) -> TrainResult:
     """Train a model of `spec` on `data` with `config`, from scratch or from a checkpoint `state`.
 
-    callback(event) receives a PrecisionEvent first, then a StepEvent at most every STEP_EVENT_EVERY_S and at
-    each epoch's last step, and an EpochEvent after each epoch. should_stop() is asked after every step: when
+    callback(event) receives a PrecisionEvent first, a PlanEvent next when the config has a time budget, then
+    a StepEvent at most every STEP_EVENT_EVERY_S and at each epoch's last step, and an EpochEvent after each
+    epoch. should_stop() is asked after every step: when
     it says True the step is finished, on_checkpoint(state, False) is called and the result has stopped=True.
     on_checkpoint(state, is_best) is called at every epoch end with a dict of tensors and plain types to save.
     """
@@ -547,4 +596,5 @@ def train(
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise UserError(f"the checkpoint does not fit this network and config ({err}) — start a new run") from None
     loop.choose_precision(restored=state is not None and state.get("precision") is not None)
+    loop.plan_budget()
     return loop.run()

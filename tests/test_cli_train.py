@@ -151,3 +151,27 @@ def test_progress_lines_when_not_a_terminal():
 def test_format_table_aligns_numbers_right():
     text = format_table(["name", "n"], [["a", 5], ["bb", 10]])
     assert text.splitlines() == ["name   n", "----  --", "a      5", "bb    10"]
+
+
+def test_a_time_budget_plans_the_epochs_the_run_list_and_the_log_count_to(
+    tmp_path, spec_file, data_dir, capsys, monkeypatch
+):
+    from s7core import speed
+
+    rate = speed.Speed(1500.0, 4000.0, 32, "cpu", "fp32", None)
+    monkeypatch.setattr(speed, "measure_speed", lambda spec, config, remember=False: rate)
+    run_dir = tmp_path / "runs" / "budget"
+    assert main(train_args(spec_file, data_dir, run_dir, "--time-budget", "0.02", "--eval-every", "0")) == 0
+    err = capsys.readouterr().err
+    plan = read_metrics(run_dir, "plan")[0]
+    epochs = plan["epochs"]
+    assert 2 <= epochs < 20 and f"time budget: {epochs} epochs fit in 1 s" in err  # not the recipe's 20 epochs
+    assert f"epoch {epochs}/{epochs} train loss" in err and f"finished {epochs} epochs" in err
+    info = run_info(run_dir)
+    assert (info.state, info.epoch, info.epochs) == ("finished", epochs, epochs)
+    assert read_run_config(run_dir)[1].time_budget == 0.02  # the run's settings stay as they were given
+
+    assert main(["train", "--run-dir", str(run_dir), "--resume", "--epochs", str(epochs + 1)]) == 0
+    assert read_run_config(run_dir)[1].time_budget == 0  # epochs given: the budget no longer counts
+    assert [r["epoch"] for r in read_metrics(run_dir, "epoch")] == list(range(1, epochs + 2))
+    assert run_info(run_dir).epochs == epochs + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from s7core.config import ConfigError, TrainConfig
 from s7core.data import load_cifar10, make_tiny_cifar10
 from s7core.model import build_model
 from s7core.spec import get_preset
-from s7core.train import score_test_set, train
+from s7core.train import planned_epochs, score_test_set, train
 from tests.test_train import micro_spec, quick_config
 
 
@@ -83,7 +85,8 @@ def test_the_estimate_counts_small_epochs_at_their_own_speed_and_subsets_as_chea
     config = TrainConfig(epochs=4, batch_size=100, val_split=0, eval_every=0, small_epochs=2, tta_flip=True)
     estimate = speed.estimate_run(config, rate, 1000)
     assert estimate.evaluations == 1
-    assert estimate.total_s == pytest.approx(2 * 1000 / 200 + 2 * 1000 / 100 + speed.TEST_IMAGES / 1000)
+    train_s = (2 * 1000 / 200 + 2 * 1000 / 100) / speed.SUSTAINED_SHARE
+    assert estimate.total_s == pytest.approx(train_s + speed.TEST_IMAGES / 1000)
     subset = speed.estimate_run(config.replace(eval_every=1, eval_subset=2000), rate, 1000)
     assert subset.evaluations == 4  # three curve points and the last epoch's whole test set
     assert subset.total_s == pytest.approx(estimate.total_s + 3 * (2000 / 2) / 1000)
@@ -114,3 +117,107 @@ def test_a_checkpoint_picked_on_validation_is_scored_on_the_whole_test_set(tiny_
     for h in result.history:
         assert h["test_subset"] == (0 if h["best"] or h["epoch"] == 2 else 50)
     assert result.best_accuracy == next(h["test_acc"] for h in result.history if h["epoch"] == result.best_epoch)
+
+
+# ---------------------------------------------------------------- a time budget buys epochs
+
+
+def a_speed(**changes) -> speed.Speed:
+    values = dict(train_images_per_s=100.0, eval_images_per_s=400.0, batch=32, device="cpu", precision="fp32")
+    return speed.Speed(**{**values, "small_train_images_per_s": 200.0, **changes})
+
+
+@pytest.mark.parametrize("minutes", [0.5, 3.0, 12.0, 40.0])
+def test_a_budget_buys_the_most_epochs_whose_estimate_fits(minutes):
+    config = TrainConfig(epochs=10, small_epochs=7, eval_every=0, val_split=0, time_budget=minutes)
+    rate = a_speed()
+    plan = speed.plan_budget(config, rate, 50_000)
+    estimate = lambda epochs: speed.estimate_run(speed.budget_config(config, epochs), rate, 50_000).total_s  # noqa: E731
+    assert plan.budget_s == minutes * 60
+    if plan.fits:
+        assert estimate(plan.epochs) == plan.estimate_s <= minutes * 60 < estimate(plan.epochs + 1)
+    else:
+        assert plan.epochs == 1 and estimate(1) > minutes * 60
+    assert plan.small_epochs == round(7 * plan.epochs / 10)  # the smaller-size epochs keep their share
+    assert f"{plan.epochs} epochs" in plan.describe(config, rate)
+
+
+def test_a_faster_machine_buys_more_epochs_and_the_plan_is_a_function_of_its_arguments():
+    config = TrainConfig(epochs=10, small_epochs=7, eval_every=0, val_split=0, time_budget=12)
+    slow, fast = (
+        speed.plan_budget(config, a_speed(), 50_000),
+        speed.plan_budget(config, a_speed(train_images_per_s=300.0, small_train_images_per_s=600.0), 50_000),
+    )
+    assert fast.epochs > slow.epochs and speed.plan_budget(config, a_speed(), 50_000) == slow
+    assert speed.budget_config(config, 3).small_epochs == 2 and speed.budget_config(config, 1).small_epochs == 1
+    assert speed.budget_config(config.replace(small_epochs=10), 4).small_epochs == 4  # never more than epochs
+
+
+def test_a_budget_too_small_for_one_epoch_still_trains_one_and_says_so():
+    config = TrainConfig(epochs=10, eval_every=0, val_split=0, time_budget=0.5)
+    plan = speed.plan_budget(config, a_speed(train_images_per_s=10.0), 50_000)
+    assert (plan.epochs, plan.fits) == (1, False)
+    assert "even one epoch takes longer than the budget" in plan.describe(config, a_speed(train_images_per_s=10.0))
+
+
+def test_the_speed_a_budget_is_planned_from_is_kept_on_disk(monkeypatch):
+    measured = []
+    monkeypatch.setattr(speed, "_measure", lambda spec, config: measured.append(1) or a_speed())
+    monkeypatch.setattr(speed, "_cache", {})
+    config = quick_config(time_budget=1)
+    assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed()
+    monkeypatch.setattr(speed, "_cache", {})  # a new process: read back from the disk, not measured again
+    assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed() and len(measured) == 1
+    monkeypatch.setattr(speed, "_cache", {})
+    assert speed.measure_speed(micro_spec(), config) == a_speed() and len(measured) == 2  # only when asked to
+    entries = speed.read_measurements(speed.speed_cache_path())
+    key = next(iter(entries))
+    speed.remember_measurement(speed.speed_cache_path(), key, {**entries[key], "train_images_per_s": -1})
+    monkeypatch.setattr(speed, "_cache", {})
+    assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed() and len(measured) == 3
+    speed.speed_cache_path().write_text("[1, 2")  # a damaged cache is only a cache
+    monkeypatch.setattr(speed, "_cache", {})
+    assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed() and len(measured) == 4
+
+
+def fixed_speed(monkeypatch, rate: speed.Speed) -> list[int]:
+    """measure_speed returns `rate`; the list counts its calls."""
+    calls: list[int] = []
+    monkeypatch.setattr(speed, "measure_speed", lambda spec, config, remember=False: calls.append(1) or rate)
+    return calls
+
+
+def test_the_trainer_trains_the_epochs_the_budget_bought_and_a_resumed_run_keeps_them(tiny_data, monkeypatch):
+    rate = a_speed(train_images_per_s=2000.0, eval_images_per_s=4000.0, small_train_images_per_s=4000.0)
+    config = quick_config(epochs=4, small_epochs=2, small_size=16, eval_every=0, time_budget=0.02)
+    plan = speed.plan_budget(config, rate, 320, 200)
+    assert 3 <= plan.epochs < 1000, plan  # the budget buys a handful of epochs of the tiny set
+    calls = fixed_speed(monkeypatch, rate)
+    events, saved = [], []
+    keep = lambda state, best: saved.append(copy.deepcopy(state))  # noqa: E731 (the live tensors train on)
+    alone = train(micro_spec(), config, tiny_data, callback=events.append, on_checkpoint=keep)
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["precision", "plan"] and kinds.count("plan") == 1 and calls == [1]
+    assert (events[1].epochs, events[1].small_epochs) == (plan.epochs, plan.small_epochs)
+    assert events[1].text == plan.describe(config, rate)
+    assert alone.epochs_done == plan.epochs and [h["epochs"] for h in alone.history] == [plan.epochs] * plan.epochs
+    assert saved[-1]["plan"]["epochs"] == plan.epochs
+
+    fixed_speed(monkeypatch, a_speed(train_images_per_s=1.0))  # slower since: a resumed run keeps its plan
+    resumed = train(micro_spec(), config, tiny_data, state=saved[1])
+    assert resumed.epochs_done == plan.epochs
+    assert all(torch.equal(a, b) for a, b in zip(alone.model.state_dict().values(),
+                                                  resumed.model.state_dict().values(), strict=True))  # fmt: skip
+
+
+def test_epochs_given_after_the_plan_turn_the_budget_off_and_keep_its_smaller_epochs(tiny_data, monkeypatch):
+    config = quick_config(epochs=10, small_epochs=5, small_size=16, eval_every=0, time_budget=0.02)
+    fixed_speed(monkeypatch, a_speed(train_images_per_s=1500.0, eval_images_per_s=4000.0))
+    saved = []
+    train(micro_spec(), config, tiny_data, on_checkpoint=lambda s, b: saved.append(s))
+    plan = saved[-1]["plan"]
+    more = config.replace(epochs=plan["epochs"] + 2, time_budget=0.0)
+    events = []
+    resumed = train(micro_spec(), more, tiny_data, callback=events.append, state=saved[-1])
+    assert resumed.epochs_done == plan["epochs"] + 2 and not any(e.kind == "plan" for e in events)
+    assert planned_epochs(more, saved[-1]) == plan["epochs"] + 2 and planned_epochs(config, saved[-1]) == plan["epochs"]

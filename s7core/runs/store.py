@@ -99,9 +99,11 @@ class RunFolder:
             raise RunError(f"{where}: {err} — fix that entry, or {CONFIG_FIX}") from None
 
     def set_epochs(self, epochs: int) -> None:
-        """Raise (or lower) the number of epochs the run plans."""
+        """Raise (or lower) the number of epochs the run plans; a time budget, if it had one, no longer counts."""
         data = self.config()
         data["train"]["epochs"] = epochs
+        if data["train"].get("time_budget"):
+            data["train"]["time_budget"] = 0.0
         write_json_atomic(self.path / CONFIG_FILE, data)
 
     def data_dir(self) -> Path:

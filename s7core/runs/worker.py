@@ -30,10 +30,19 @@ from s7core.runs.results import trained_model
 from s7core.runs.status import RunError, RunState, now
 from s7core.runs.store import PREDICTIONS_FILE, MetricsWriter, RunFolder
 from s7core.spec import NetworkSpec
-from s7core.train import EpochEvent, PrecisionEvent, StepEvent, TrainResult, score_test_set, train
+from s7core.train import (
+    EpochEvent,
+    PlanEvent,
+    PrecisionEvent,
+    StepEvent,
+    TrainResult,
+    planned_epochs,
+    score_test_set,
+    train,
+)
 
 STEP_LINE_EVERY_S = 1.0  # how often a step line goes into metrics.jsonl: a live curve gains a point a second
-Event = StepEvent | EpochEvent | PrecisionEvent
+Event = StepEvent | EpochEvent | PrecisionEvent | PlanEvent
 
 
 def execute_run(
@@ -85,12 +94,12 @@ def _begin(folder: RunFolder, epochs: int | None) -> tuple[NetworkSpec, TrainCon
     except RunError as err:  # a damaged checkpoint: the run list must say so, not keep its last state
         folder.update_status(state=RunState.FAILED, message=str(err))
         raise
-    done = checkpoint["epoch"] if checkpoint else 0
-    if done >= config.epochs and (folder.path / PREDICTIONS_FILE).exists():
-        raise RunError(f"run {folder.name} already trained all {config.epochs} epochs — raise --epochs to go on")
+    done, epochs = (checkpoint["epoch"] if checkpoint else 0), planned_epochs(config, checkpoint)
+    if done >= epochs and (folder.path / PREDICTIONS_FILE).exists():
+        raise RunError(f"run {folder.name} already trained all {epochs} epochs — raise --epochs to go on")
     # all epochs done but no predictions: the last session ended while evaluating; train() returns at once
     folder.update_status(
-        state=RunState.RUNNING, epochs=config.epochs, epoch=done, message="loading data", started_at=now(), **claim
+        state=RunState.RUNNING, epochs=epochs, epoch=done, message="loading data", started_at=now(), **claim
     )
     return spec, config, Path(meta["data_dir"]), checkpoint
 
@@ -106,6 +115,9 @@ class _Recorder:
         """An epoch line (and the status) after every epoch; a step line every few seconds and at an epoch's end."""
         if isinstance(event, PrecisionEvent):
             self.metrics.write(event.to_dict())
+        elif isinstance(event, PlanEvent):  # the epochs the time budget bought: what the run list counts to
+            self.metrics.write(event.to_dict())
+            self.folder.update_status(epochs=event.epochs)
         elif isinstance(event, EpochEvent):
             self.metrics.write(event.to_dict())
             whole = event.test_acc is not None and not event.test_subset
