@@ -4,7 +4,8 @@ The rules ask for fewer than 1M parameters, depthwise-separable and dilated conv
 44. The peer keeps none of them: it is the plain style the published fast CIFAR-10 trainers use, about 2M
 parameters of 3x3 convolutions in three stages of 64, 256 and 256 channels (conv, 2x2 max pool, batch norm,
 ReLU, conv, batch norm, ReLU), after the same whitened 2x2 stem as `best`. Both train with the `best` recipe
-(the peer may get its own number of epochs) on the same machine in one invocation, so the comparison is of
+at a set number of epochs, with no time budget and the recipe's share of them at the smaller size (the peer
+may get its own number of epochs), on the same machine in one invocation, so the comparison is of
 the networks.
 
 Time to X% is the clock (from before the data is read) at the end of the first epoch whose weights score X% on
@@ -37,6 +38,7 @@ from s7core.model import build_model, count_parameters  # noqa: E402
 from s7core.recipes import get_recipe  # noqa: E402
 from s7core.rules import check_rules  # noqa: E402
 from s7core.spec import NetworkSpec, bn, conv, get_preset, layer, relu, validate  # noqa: E402
+from s7core.speed import budget_config  # noqa: E402
 from s7core.train import EpochEvent, PrecisionEvent, StepEvent, score_test_set, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-batches-bin"
@@ -56,7 +58,9 @@ def race(spec: NetworkSpec, changes: dict[str, Any], data_dir: str, report_from:
     """Train `spec` with the best recipe changed by `changes`; the clock and test accuracy of each scored epoch."""
     start = time.perf_counter()
     data = load_cifar10(data_dir)
-    config = get_recipe("best").config.replace(**changes)
+    # the recipe at a set number of epochs: no time budget, the smaller-size epochs at the recipe's share
+    recipe = get_recipe("best").config
+    config = budget_config(recipe, changes.pop("epochs", recipe.epochs)).replace(time_budget=0.0, **changes)
     scored: list[dict[str, Any]] = []
     off = {"s": 0.0, "last_step": start, "precision": "", "scoring_s": []}
 
@@ -94,6 +98,7 @@ def race(spec: NetworkSpec, changes: dict[str, Any], data_dir: str, report_from:
         "network": spec.name,
         "params": count_parameters(build_model(spec)),
         "epochs": config.epochs,
+        "small_epochs": config.small_epochs,
         "precision": off["precision"],
         "scored": scored,
         "scoring_s": round(scoring, 1),
@@ -105,7 +110,8 @@ def race(spec: NetworkSpec, changes: dict[str, Any], data_dir: str, report_from:
 
 
 def print_race(run: dict[str, Any]) -> None:
-    print(f"{run['network']}: {run['params']:,} parameters, {run['epochs']} epochs, {run['precision']}")
+    small = f" ({run['small_epochs']} at the smaller size)" if run["small_epochs"] else ""
+    print(f"{run['network']}: {run['params']:,} parameters, {run['epochs']} epochs{small}, {run['precision']}")
     for e in run["scored"]:
         print(f"  epoch {e['epoch']:3d}  test {e['test_acc']:.2%}  training clock {e['train_clock_s']:7.1f} s")
     whole, wall, scoring = run["wall_s_without_reporting"], run["wall_s"], run["scoring_s"]
