@@ -49,6 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing s7core
 from reproduce import REFERENCE_ACCURACY  # noqa: E402  (bench/, this script's folder, is on sys.path)
 
+from s7core.config import with_settings  # noqa: E402
 from s7core.data import load_cifar10  # noqa: E402
 from s7core.errors import UserError  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
@@ -111,7 +112,8 @@ def run_once(preset: str, recipe: str, changes: dict[str, Any], data_dir: str | 
     clock = Clock(time.perf_counter())
     data = load_cifar10(data_dir)
     spec = get_preset(preset)
-    config = get_recipe(recipe).config.replace(**changes)
+    given = {path: value for path, value in changes.items() if value is not None}
+    config = with_settings(get_recipe(recipe).config, given)  # epochs given: no time budget
     result = train(spec, config, data, callback=clock.on_event)
     reached = {}
     for threshold in THRESHOLDS:

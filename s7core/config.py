@@ -256,8 +256,10 @@ class TrainConfig:
         help="images per optimizer step; the last partial batch of an epoch is dropped",
     )  # fmt: skip
     epochs: int = setting(
-        20, label="epochs", low=1, high=1000, step=1, group=_OPTIMIZER, help="passes over the training images"
-    )
+        20, label="epochs", low=1, high=1000, step=1, group=_OPTIMIZER,
+        help="passes over the training images; with a time budget, the count its smaller-size epochs are a share "
+        "of (giving epochs without a time budget turns a recipe's budget off)",
+    )  # fmt: skip
     time_budget: float = setting(
         0.0, label="time budget", unit="min", low=0, high=10_000, step=0.5, group=_OPTIMIZER, zero="off",
         help="when set, the trainer measures this machine's speed before it starts and trains as many epochs as "
@@ -408,12 +410,16 @@ def settings() -> list[Setting]:
 
 
 def with_settings(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
-    """A checked copy of `config` with settings changed, keyed by path ("lr", "augment.cutout")."""
+    """A checked copy of `config` with settings changed, keyed by path ("lr", "augment.cutout").
+
+    Epochs given without a time budget are the epochs to train: they turn off a time budget `config` has."""
     paths = {s.path for s in settings()}
     unknown = sorted(set(values) - paths)
     if unknown:
         raise ConfigError(f"unknown training setting '{unknown[0]}': use one of {', '.join(sorted(paths))}")
     top = {path: value for path, value in values.items() if "." not in path}
+    if "epochs" in values and "time_budget" not in values and config.time_budget > 0:
+        top["time_budget"] = 0.0
     sections: dict[str, dict[str, Any]] = {}
     for path, value in values.items():
         if "." in path:

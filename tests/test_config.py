@@ -238,3 +238,11 @@ def test_the_settings_and_recipes_load_without_torch_or_the_data_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_epochs_given_without_a_time_budget_turn_a_recipes_budget_off():
+    budgeted = TrainConfig(epochs=10, small_epochs=7, time_budget=11.5)
+    assert with_settings(budgeted, {"epochs": 14}).time_budget == 0  # the epochs to train, as asked
+    assert with_settings(budgeted, {"epochs": 14, "time_budget": 5}).time_budget == 5  # the shape of a budget
+    assert with_settings(budgeted, {"lr": 0.1}).time_budget == 11.5  # other settings leave it alone
+    assert with_settings(TrainConfig(), {"epochs": 3}).time_budget == 0
