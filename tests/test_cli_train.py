@@ -169,7 +169,11 @@ def test_a_time_budget_plans_the_epochs_the_run_list_and_the_log_count_to(
     assert f"epoch {epochs}/{epochs} train loss" in err and f"finished {epochs} epochs" in err
     info = run_info(run_dir)
     assert (info.state, info.epoch, info.epochs) == ("finished", epochs, epochs)
-    assert read_run_config(run_dir)[1].time_budget == 0.02  # the run's settings stay as they were given
+    _, config, meta = read_run_config(run_dir)
+    assert config.time_budget == 0.02 and config.epochs == 20  # the run's settings stay as they were given
+    assert meta["measured"]["plan"]["epochs"] == epochs and meta["measured"]["plan"]["text"] in err
+    chosen = {k: v for k, v in read_metrics(run_dir, "precision")[0].items() if k != "kind"}
+    assert meta["measured"]["precision"] == chosen  # what the trainer measured and chose is in the config too
 
     assert main(["train", "--run-dir", str(run_dir), "--resume", "--epochs", str(epochs + 1)]) == 0
     assert read_run_config(run_dir)[1].time_budget == 0  # epochs given: the budget no longer counts

@@ -204,6 +204,24 @@ def test_the_time_estimate_comes_from_a_measured_speed(empty_runs: Path, with_da
     assert any("training images/s at batch" in c.value for c in at.main.caption)
 
 
+def test_with_a_time_budget_the_estimate_is_the_plan_the_trainer_will_make(
+    empty_runs: Path, with_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s7core import speed
+
+    rate = speed.Speed(100.0, 400.0, 128, "cpu", "fp32", None)
+    monkeypatch.setattr(speed, "measure_speed", lambda spec, config, remember=False: rate)
+    at = _page("train")
+    at.selectbox(key="train_network").select("tiny").run()
+    at.number_input(key="train_default_time_budget").set_value(2.0)
+    at.button(key="train_measure").click().run()
+    assert not at.exception
+    (estimate,) = [m.value for m in at.main.markdown if m.value.startswith("**About ")]
+    config = get_recipe("default").config.replace(time_budget=2.0)
+    plan = speed.plan_budget(config, rate, 320, speed.TEST_IMAGES)  # the tiny set's 320 training images
+    assert f"for {plan.epochs} epochs, the most that fit in the 2 min 00 s time budget" in estimate
+
+
 def test_the_stop_button_signals_the_training_process(empty_runs: Path, with_data: Path) -> None:
     run_dir = runs.create_run(get_preset("tiny"), TrainConfig(epochs=1), name="long", data_dir=with_data)
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # plays the trainer
@@ -240,6 +258,8 @@ def test_results_page_shows_the_runs_accuracy(with_run: runs.RunInfo) -> None:
     assert not _metric(at, "Best test accuracy") and not _metric(at, "Final test accuracy")
     label = "best checkpoint (epoch 1 of 1, by test accuracy), no test-time augmentation"
     assert f"Test accuracy of the {label}." in [c.value for c in at.main.caption]
+    chosen = runs.read_metrics(with_run.path, "precision")[0]["text"]  # what the trainer measured and chose
+    assert f"Precision: {chosen}" in [c.value for c in at.main.caption]
     assert any(f"test accuracy {evaluation.accuracy:.2%} on 100 images" in m.value for m in at.markdown)
     table = next(df.value for df in at.dataframe if "precision" in df.value.columns)
     assert table["class"].tolist() == list(evaluation.classes)

@@ -106,6 +106,13 @@ class RunFolder:
             data["train"]["time_budget"] = 0.0
         write_json_atomic(self.path / CONFIG_FILE, data)
 
+    def record_measured(self, kind: str, measured: dict[str, Any]) -> None:
+        """Keep in config.json, under "measured", what the trainer measured and chose before training: its
+        precision ("precision") and the epochs a time budget bought ("plan"); the training settings stay as given."""
+        data = self.config()
+        data.setdefault("measured", {})[kind] = measured
+        write_json_atomic(self.path / CONFIG_FILE, data)
+
     def data_dir(self) -> Path:
         """The data folder the run trains on."""
         return Path(self.read_config()[2]["data_dir"])

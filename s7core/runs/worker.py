@@ -113,11 +113,11 @@ class _Recorder:
 
     def event(self, event: Event) -> None:
         """An epoch line (and the status) after every epoch; a step line every few seconds and at an epoch's end."""
-        if isinstance(event, PrecisionEvent):
+        if isinstance(event, PrecisionEvent | PlanEvent):  # chosen before training: in the log and the config
             self.metrics.write(event.to_dict())
-        elif isinstance(event, PlanEvent):  # the epochs the time budget bought: what the run list counts to
-            self.metrics.write(event.to_dict())
-            self.folder.update_status(epochs=event.epochs)
+            self.folder.record_measured(event.kind, {k: v for k, v in event.to_dict().items() if k != "kind"})
+            if isinstance(event, PlanEvent):  # the epochs the time budget bought: what the run list counts to
+                self.folder.update_status(epochs=event.epochs)
         elif isinstance(event, EpochEvent):
             self.metrics.write(event.to_dict())
             whole = event.test_acc is not None and not event.test_subset
