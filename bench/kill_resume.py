@@ -9,6 +9,7 @@ its final accuracy must equal those of the same run trained without a break. Pri
 JSON.
 
     python bench/kill_resume.py --kills 24
+    python bench/kill_resume.py --kills 24 --time-budget 0.3   # runs whose epochs a time budget plans
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def epoch_rows(run_dir: Path) -> list[dict]:
     return [{k: r.get(k) for k in SAME_FIELDS} for r in read_metrics(run_dir, "epoch")]
 
 
-def new_run(root: Path, data: Path, name: str, epochs: int) -> Path:
-    config = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, val_split=0, device="cpu", seed=3)
+def new_run(root: Path, data: Path, name: str, epochs: int, time_budget: float = 0.0) -> Path:
+    config = TrainConfig(
+        epochs=epochs, batch_size=64, lr=0.05, val_split=0, device="cpu", seed=3, time_budget=time_budget,
+        small_epochs=epochs // 2 if time_budget else 0, small_size=24,
+    )  # fmt: skip
     return create_run(get_preset("tiny"), config, root, name, data, "default")
 
 
@@ -87,6 +91,11 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--time-budget", type=float, default=0.0,
+        help="minutes: every copy plans its epochs from this budget (half of them small), from the speed kept "
+        "for this machine, so each must plan as the run left alone did",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench/out/kill_resume.json"))
     args = parser.parse_args()
     chance = random.Random(args.seed)
@@ -95,7 +104,7 @@ def main() -> int:
     root = work / "runs"
     executor = get_executor(runs_dir=root)
 
-    alone = new_run(root, data, "alone", args.epochs)
+    alone = new_run(root, data, "alone", args.epochs, args.time_budget)
     started = time.monotonic()
     executor.start(alone)
     reference = executor.wait(alone, timeout_s=600)
@@ -103,7 +112,7 @@ def main() -> int:
     assert reference.state.value == "finished", (reference, executor.logs(alone))
     print(f"left alone: finished in {run_s:.1f} s, final accuracy {reference.final_accuracy}", flush=True)
 
-    run_dir = new_run(root, data, "killed", args.epochs)
+    run_dir = new_run(root, data, "killed", args.epochs, args.time_budget)
     kills: list[dict] = []
     copies: list[bool] = []  # per killed copy of the run that finished: whether it ended as the one left alone
 
@@ -116,7 +125,7 @@ def main() -> int:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
             copies.append(ends_as_alone(run_dir))
             print(f"copy {len(copies)} finished, same as left alone: {copies[-1]}; starting a fresh copy", flush=True)
-            run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs)
+            run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs, args.time_budget)
         stale = {p.name for p in run_dir.glob(".*.tmp")}
         executor.start(run_dir)
         kind = ("start-up", "write", "training", "write")[len(kills) % 4]
