@@ -209,17 +209,20 @@ def test_with_a_time_budget_the_estimate_is_the_plan_the_trainer_will_make(
 ) -> None:
     from s7core import speed
 
-    rate = speed.Speed(100.0, 400.0, 128, "cpu", "fp32", None)
+    rate = speed.Speed(100.0, 400.0, 128, "cpu", "fp32", 200.0)
     monkeypatch.setattr(speed, "measure_speed", lambda spec, config, remember=False: rate)
     at = _page("train")
     at.selectbox(key="train_network").select("tiny").run()
-    at.number_input(key="train_default_time_budget").set_value(2.0)
+    at.selectbox(key="train_recipe_tiny").select("best").run()  # the recipe with a time budget
     at.button(key="train_measure").click().run()
     assert not at.exception
     (estimate,) = [m.value for m in at.main.markdown if m.value.startswith("**About ")]
-    config = get_recipe("default").config.replace(time_budget=2.0)
-    plan = speed.plan_budget(config, rate, 320, speed.TEST_IMAGES)  # the tiny set's 320 training images
-    assert f"for {plan.epochs} epochs, the most that fit in the 2 min 00 s time budget" in estimate
+    config = get_recipe("best").config
+    from s7core.data import count_train_images
+
+    plan = speed.plan_budget(config, rate, count_train_images(with_data), speed.TEST_IMAGES)
+    budget = speed.format_duration(config.time_budget * 60)
+    assert f"for {plan.epochs} epochs, the most that fit in the {budget} time budget" in estimate
 
 
 def test_the_stop_button_signals_the_training_process(empty_runs: Path, with_data: Path) -> None:
