@@ -61,10 +61,8 @@ def headline(chosen: list[runs.RunInfo], configs: dict[str, tuple]) -> None:
         cols[1].metric("Test accuracy", f"{named.value:.2%}" if named.value is not None else "—", help=named.label)
         cols[2].caption(f"Test accuracy of the {named.label}.")
         cols[3].metric("Epochs", f"{info.epoch} / {info.epochs}")
-        measured = runs.read_run_config(info.path)[2].get("measured")
-        entries = measured if isinstance(measured, dict) else {}
-        texts = {kind: entry.get("text") for kind, entry in entries.items() if isinstance(entry, dict)}
-        chosen = [f"{label}: {texts[kind]}" for kind, label in MEASURED.items() if isinstance(texts.get(kind), str)]
+        texts = runs.measured_texts(runs.read_run_config(info.path)[2])
+        chosen = [f"{label}: {texts[kind]}" for kind, label in MEASURED.items() if kind in texts]
         if chosen:  # what the trainer measured on its machine and chose before the first step
             st.caption("  \n".join(chosen))
 

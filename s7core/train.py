@@ -293,7 +293,6 @@ class _Loop:
         n = self.train_set[0].shape[0]
         self.batch = min(c.batch_size, n)
         self.steps_per_epoch = n // self.batch  # the last partial batch is dropped
-        self.work = c.epoch_work(spec.input_shape[-1])
         self.optimizer = make_optimizer(self.model, c)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.plateau = Plateau(c.plateau_factor, c.plateau_patience)
@@ -305,6 +304,11 @@ class _Loop:
         self.best_metric, self.best_epoch, self.best_accuracy = -math.inf, None, None
         self.elapsed_before = 0.0  # training seconds of earlier sessions
         self.start = time.perf_counter()
+
+    @property
+    def work(self) -> tuple[float, ...]:
+        """Each planned epoch's work in full-size epochs (TrainConfig.epoch_work), from the config in force."""
+        return self.config.epoch_work(self.spec.input_shape[-1])
 
     @property
     def eval_model(self) -> nn.Module:
@@ -534,7 +538,6 @@ class _Loop:
             self.plan = PlanEvent(**{k: v for k, v in plan.items() if k in fields})
         elif plan:  # epochs given since the budget planned them: the epochs at the smaller size stay as planned
             self.config = self.config.replace(small_epochs=min(int(plan["small_epochs"]), self.config.epochs))
-            self.work = self.config.epoch_work(self.spec.input_shape[-1])
 
     def choose_precision(self, restored: bool) -> None:
         """Settle the precision of this session (measured for 'auto' on the CPU, unless resumed) and say which."""
@@ -562,7 +565,6 @@ class _Loop:
             text = plan.describe(c, speed)
             self.plan = PlanEvent(plan.epochs, plan.small_epochs, c.time_budget, round(plan.estimate_s, 1), text)
         self.config = c.replace(epochs=self.plan.epochs, small_epochs=self.plan.small_epochs)
-        self.work = self.config.epoch_work(self.spec.input_shape[-1])
         self.emit(self.plan)
 
 

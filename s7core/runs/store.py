@@ -382,6 +382,16 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[NetworkSpec, TrainConfi
     return RunFolder(Path(run_dir)).read_config()
 
 
+def measured_texts(config_data: dict[str, Any]) -> dict[str, str]:
+    """Each entry of a config.json's "measured" (see `RunFolder.record_measured`) as its one line of text, by
+    kind; entries that are not such records are left out."""
+    measured = config_data.get("measured")
+    entries = measured.items() if isinstance(measured, dict) else ()
+    return {
+        kind: entry["text"] for kind, entry in entries if isinstance(entry, dict) and isinstance(entry.get("text"), str)
+    }
+
+
 def run_data_dir(run_dir: str | os.PathLike) -> Path:
     """The data folder the run trains on."""
     return RunFolder(Path(run_dir)).data_dir()
