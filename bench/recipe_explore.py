@@ -5,6 +5,9 @@ Trains through the project's own trainer (`s7core.train.train`) on 45,000 traini
 it. Prints each epoch's validation accuracy and the clock (data loading included), then one JSON line.
 
     PYTHONPATH=. python bench/recipe_explore.py --preset best --recipe best --set epochs=10 --set small_epochs=5
+    PYTHONPATH=. python bench/recipe_explore.py --preset my-net.json --recipe fast
+
+A --preset ending in .json is read as a spec file (what `python -m s7core export` writes).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from s7core.config import with_settings
 from s7core.data import load_cifar10
 from s7core.recipes import get_recipe
-from s7core.spec import get_preset
+from s7core.spec import get_preset, read_spec_text, spec_from_json
 from s7core.train import EpochEvent, PrecisionEvent, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-batches-bin"
@@ -58,7 +61,11 @@ def main() -> None:
             line += f"  clock {clock:6.1f} s"
             print(line, flush=True)
 
-    train(get_preset(args.preset), config, data, report)
+    if args.preset.endswith(".json"):
+        spec = spec_from_json(read_spec_text(args.preset))
+    else:
+        spec = get_preset(args.preset)
+    train(spec, config, data, report)
     total = time.perf_counter() - start
     print(json.dumps({"preset": args.preset, "recipe": args.recipe, "changes": changes, "val": history,
                       "seconds": round(total, 1)}))  # fmt: skip

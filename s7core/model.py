@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from s7core.depthwise import DepthwiseConv2d
 from s7core.device import depthwise_forward, is_depthwise
 from s7core.errors import UserError
 from s7core.names import SEPCONV_PARTS, ModuleNameError, layer_of, module_name, position_name
@@ -37,9 +38,7 @@ class SeparableConv2d(nn.Sequential):
         self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, dilation: int, bias: bool
     ):
         super().__init__()
-        self.depthwise = nn.Conv2d(
-            in_channels, in_channels, kernel, stride, padding, dilation, groups=in_channels, bias=False
-        )
+        self.depthwise = DepthwiseConv2d(in_channels, kernel, stride, padding, dilation, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +98,8 @@ def _check_layer(spec: NetworkSpec, index: int, part: str | None, name: str | No
 def _module(lay, shape_in: Shape) -> nn.Module:
     t, c_in = lay.type, shape_in.channels
     if t == "conv":
+        if lay.groups == c_in == lay.channels and c_in > 1:  # one filter per channel
+            return DepthwiseConv2d(c_in, lay.kernel, lay.stride, lay.padding, lay.dilation, lay.bias)
         return nn.Conv2d(c_in, lay.channels, lay.kernel, lay.stride, lay.padding, lay.dilation, lay.groups, lay.bias)
     if t == "sepconv":
         return SeparableConv2d(c_in, lay.channels, lay.kernel, lay.stride, lay.padding, lay.dilation, lay.bias)

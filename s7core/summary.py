@@ -186,7 +186,7 @@ def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
         params = sum(p.numel() for p in module.parameters())
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         mult_adds = flops.get(name, 0) // 2
-        kind = type(module).__name__
+        kind = _torch_kind(module)
         rows.append(SummaryRow(index, name, positions.get(name), kind, shape, params, trainable, mult_adds))
     total = sum(p.numel() for p in model.parameters())
     trainable_total = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -202,6 +202,12 @@ def summarize_module(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
         params_mb=sizes[2],
         total_mb=sum(sizes),
     )
+
+
+def _torch_kind(module: nn.Module) -> str:
+    """The torch layer type a module is, as torchsummary names it: "Conv2d" for s7core's DepthwiseConv2d too."""
+    kinds = (c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
+    return next(kinds, type(module).__name__)
 
 
 def summarize(spec: NetworkSpec) -> Summary:

@@ -309,11 +309,19 @@ def _records(name: str, step: _Step, prev: _State, new: _State) -> tuple[RFRecor
     return axes[0], axes[1]
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with every conv module a leaf: its geometry is what counts, however its own forward
+    computes it (s7core's DepthwiseConv2d chooses a gradient path in Python)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _trace(module: nn.Module) -> fx.GraphModule:
     if not isinstance(module, nn.Module):
         raise UserError(f"expected a torch.nn.Module, got {type(module).__name__}")
     try:
-        return fx.symbolic_trace(module)
+        return fx.GraphModule(module, _Tracer().trace(module), type(module).__name__)
     except Exception as err:  # torch.fx raises many kinds; each means the same to a user
         reason = first_line(err)
         raise UserError(

@@ -1,0 +1,115 @@
+"""A depthwise conv for CPU training whose weight gradient is computed here, as sums of shifted products.
+
+torch's CPU kernels compute the weight gradient of a depthwise conv fast only for the plain case (3x3, padding
+1, no dilation, stride 1). Every other depthwise conv (dilated, strided, 5x5, ...) takes a generic path that
+is 5-15x slower than the whole forward pass: for the `fast` preset's dilated depthwise conv at 4x4 pixels,
+a training step spent a fifth of its time there. Since a depthwise filter sees one channel only, its
+gradient is, for each filter tap (i, j), the sum over images and output pixels of the output gradient times
+the input pixel under that tap: kh x kw products of two maps the size of the output, which this module sums
+in batches of images small enough to stay in the processor's cache.
+
+The forward pass and the input gradient are torch's own kernels; only the weight gradient differs, and it is
+the same sum up to the order of additions (accumulated in fp32 at least, whatever the precision).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CHUNK_BYTES = 4 << 20  # padded input images per summing pass: about this many bytes, so they stay in cache
+# Dilated convs with output maps of at most this many pixels take this module's weight gradient. On larger maps
+# torch's own is as fast or faster; on small ones its fixed cost per image dominates (bench/depthwise_speed.py).
+SMALL_MAP_PIXELS = 16
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """nn.Conv2d with one filter per channel (groups = in = out channels); on the CPU, with a gradient to
+    compute, its weight gradient comes from `weight_grad`. Same parameters and state dict as nn.Conv2d, and
+    hooks fire as on any module."""
+
+    def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = True):  # noqa: ANN001
+        super().__init__(channels, channels, kernel_size, stride, padding, dilation, groups=channels, bias=bias)
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not self.own_gradient(x, weight):
+            return super()._conv_forward(x, weight, bias)
+        if torch.is_autocast_enabled("cpu"):  # cast as autocast would cast a conv's arguments
+            dtype = torch.get_autocast_dtype("cpu")
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = bias.to(dtype) if bias is not None else None
+        with torch.autocast("cpu", enabled=False):
+            return _DepthwiseConv.apply(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def own_gradient(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether this call goes through `weight_grad`: CPU training (a gradient to compute) of a dilated conv
+        on a small map, where torch's generic path is slow. Undilated ones torch computes fast enough."""
+        return (
+            x.device.type == "cpu"
+            and x.dim() == 4
+            and max(self.dilation) > 1
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and torch.is_grad_enabled()
+            and (x.requires_grad or weight.requires_grad)
+            and _output_pixels(self, x.shape[-2:]) <= SMALL_MAP_PIXELS
+        )
+
+
+def weight_grad(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> torch.Tensor:
+    """The gradient of a depthwise conv's weight (C, 1, kh, kw), in x's dtype, from its input x (N, C, H, W)
+    and output gradient (N, C, Ho, Wo): for each tap, the output gradient times the input pixels under it."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c = x.shape[:2]
+    ho, wo = grad.shape[-2:]
+    padded = F.pad(x, (pw, pw, ph, ph))
+    chunk = max(1, CHUNK_BYTES // max(1, padded[0].numel() * padded.element_size()))
+    acc = torch.promote_types(x.dtype, torch.float32)  # bf16 and fp16 products are summed in fp32
+    sums = torch.zeros(kh * kw, c, dtype=acc, device=x.device)
+    for start in range(0, n, chunk):
+        g, xs = grad[start : start + chunk], padded[start : start + chunk]
+        for i in range(kh):
+            rows = slice(dh * i, dh * i + sh * (ho - 1) + 1, sh)
+            for j in range(kw):
+                window = xs[:, :, rows, dw * j : dw * j + sw * (wo - 1) + 1 : sw]  # (n, C, Ho, Wo)
+                sums[i * kw + j] += (g * window).sum((0, 2, 3), dtype=acc)
+    return sums.t().reshape(c, 1, kh, kw).to(x.dtype)
+
+
+def _output_pixels(conv: nn.Conv2d, size: tuple[int, int]) -> int:
+    sides = [
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True)
+    ]
+    return sides[0] * sides[1]
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation):  # noqa: ANN001, ANN205 (torch's signature)
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation, bias is not None)
+        return F.conv2d(x, weight, bias, stride, padding, dilation, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, has_bias = ctx.conf
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, stride, padding, dilation, False, (0, 0), x.shape[1], (True, False, False)
+            )[0]
+        if ctx.needs_input_grad[1]:
+            grad_w = weight_grad(x, grad, weight.shape[-2:], stride, padding, dilation)
+        if has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3), dtype=torch.promote_types(grad.dtype, torch.float32)).to(grad.dtype)
+        return grad_x, grad_w, grad_b, None, None, None
