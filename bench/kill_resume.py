@@ -10,6 +10,7 @@ JSON.
 
     python bench/kill_resume.py --kills 24
     python bench/kill_resume.py --kills 24 --time-budget 0.3   # runs whose epochs a time budget plans
+    python bench/kill_resume.py --kills 12 --preset fast       # another network (default: tiny)
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ def epoch_rows(run_dir: Path) -> list[dict]:
     return [{k: r.get(k) for k in SAME_FIELDS} for r in read_metrics(run_dir, "epoch")]
 
 
-def new_run(root: Path, data: Path, name: str, epochs: int, time_budget: float = 0.0) -> Path:
+def new_run(root: Path, data: Path, name: str, epochs: int, time_budget: float = 0.0, preset: str = "tiny") -> Path:
     config = TrainConfig(
         epochs=epochs, batch_size=64, lr=0.05, val_split=0, device="cpu", seed=3, time_budget=time_budget,
         small_epochs=epochs // 2 if time_budget else 0, small_size=24,
     )  # fmt: skip
-    return create_run(get_preset("tiny"), config, root, name, data, "default")
+    return create_run(get_preset(preset), config, root, name, data, "default")
 
 
 def moment(run_dir: Path) -> str:
@@ -96,6 +97,7 @@ def main() -> int:
         help="minutes: every copy plans its epochs from this budget (half of them small), from the speed kept "
         "for this machine, so each must plan as the run left alone did",
     )  # fmt: skip
+    parser.add_argument("--preset", default="tiny", help="the network every copy trains (default: tiny)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/kill_resume.json"))
     args = parser.parse_args()
     chance = random.Random(args.seed)
@@ -104,7 +106,7 @@ def main() -> int:
     root = work / "runs"
     executor = get_executor(runs_dir=root)
 
-    alone = new_run(root, data, "alone", args.epochs, args.time_budget)
+    alone = new_run(root, data, "alone", args.epochs, args.time_budget, args.preset)
     started = time.monotonic()
     executor.start(alone)
     reference = executor.wait(alone, timeout_s=600)
@@ -112,7 +114,7 @@ def main() -> int:
     assert reference.state.value == "finished", (reference, executor.logs(alone))
     print(f"left alone: finished in {run_s:.1f} s, final accuracy {reference.final_accuracy}", flush=True)
 
-    run_dir = new_run(root, data, "killed", args.epochs, args.time_budget)
+    run_dir = new_run(root, data, "killed", args.epochs, args.time_budget, args.preset)
     kills: list[dict] = []
     copies: list[bool] = []  # per killed copy of the run that finished: whether it ended as the one left alone
 
@@ -125,7 +127,7 @@ def main() -> int:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
             copies.append(ends_as_alone(run_dir))
             print(f"copy {len(copies)} finished, same as left alone: {copies[-1]}; starting a fresh copy", flush=True)
-            run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs, args.time_budget)
+            run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs, args.time_budget, args.preset)
         stale = {p.name for p in run_dir.glob(".*.tmp")}
         executor.start(run_dir)
         kind = ("start-up", "write", "training", "write")[len(kills) % 4]

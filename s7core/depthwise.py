@@ -40,7 +40,7 @@ class DepthwiseConv2d(nn.Conv2d):
             x, weight = x.to(dtype), weight.to(dtype)
             bias = bias.to(dtype) if bias is not None else None
         with torch.autocast("cpu", enabled=False):
-            return _DepthwiseConv.apply(x, weight, bias, self.stride, self.padding, self.dilation)
+            return depthwise_conv(x, weight, bias, self.stride, self.padding, self.dilation)
 
     def own_gradient(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
         """Whether this call goes through `weight_grad`: CPU training (a gradient to compute) of a dilated conv
@@ -55,6 +55,19 @@ class DepthwiseConv2d(nn.Conv2d):
             and (x.requires_grad or weight.requires_grad)
             and _output_pixels(self, x.shape[-2:]) <= SMALL_MAP_PIXELS
         )
+
+
+def depthwise_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels), its weight gradient from
+    `weight_grad`; x, weight and bias of one dtype, autocast off."""
+    return _DepthwiseConv.apply(x, weight, bias, stride, padding, dilation)
 
 
 def weight_grad(

@@ -559,7 +559,8 @@ class _Loop:
         if self.plan is None:
             from s7core.speed import measure_speed, plan_budget  # speed builds on this module
 
-            speed = measure_speed(self.spec, c, remember=True)
+            # at the precision this run trains in (chosen above), so a kept speed is never another precision's
+            speed = measure_speed(self.spec, c.replace(precision=self.precision), remember=True)
             images = self.train_set[0].shape[0] + c.val_split
             plan = plan_budget(c, speed, images, self.test_set[0].shape[0])
             text = plan.describe(c, speed)

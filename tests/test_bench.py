@@ -84,3 +84,20 @@ def test_price_of_rules_races_best_and_the_peer_and_reports_both(tmp_path: Path)
     assert [e["epoch"] for e in best["scored"]] == [1, 2] == [e["epoch"] for e in peer["scored"]]
     assert best["wall_s_without_reporting"] <= best["wall_s"] and best["scoring_s"] > 0
     assert [row["threshold"] for row in figures["table"]] == ["90%", "93%", "94%"]
+
+
+def test_depthwise_speed_times_each_depthwise_conv_both_ways(tmp_path: Path) -> None:
+    report = tmp_path / "depthwise.json"
+    command = [sys.executable, str(BENCH.parent / "depthwise_speed.py"), "--presets", "fast", "tiny", "--batch", "4",
+               "--repeats", "1", "--json", str(report)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(report.read_text())
+    fast = [r for r in rows if r["preset"] == "fast"]
+    # fast has one depthwise conv, dilated at 4x4: s7core's gradient in training, in each precision
+    assert [(r["input"], r["dilation"], r["dtype"], r["training_takes"]) for r in fast] == [
+        ([128, 4, 4], 2, dtype, "s7core") for dtype in ("float32", "bfloat16")
+    ]
+    assert {r["training_takes"] for r in rows if r["preset"] == "tiny"} == {"torch"}  # its maps are larger
+    assert all(r["torch_ms"] > 0 and r["s7core_ms"] > 0 for r in rows)
+    assert done.stdout.count("training takes") == len(rows)

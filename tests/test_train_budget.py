@@ -221,3 +221,19 @@ def test_epochs_given_after_the_plan_turn_the_budget_off_and_keep_its_smaller_ep
     resumed = train(micro_spec(), more, tiny_data, callback=events.append, state=saved[-1])
     assert resumed.epochs_done == plan["epochs"] + 2 and not any(e.kind == "plan" for e in events)
     assert planned_epochs(more, saved[-1]) == plan["epochs"] + 2 and planned_epochs(config, saved[-1]) == plan["epochs"]
+
+
+def test_the_speed_a_budget_plans_from_is_measured_at_the_precision_the_run_chose(tiny_data, monkeypatch):
+    """A speed kept from another precision (or from before a new choice) never plans this run."""
+    rates = {"fp32": 100.0, "bf16-dw32": 300.0, "bf16": 200.0}  # micro_spec has a depthwise conv
+    monkeypatch.setattr("s7core.device._training_rate", lambda model, p, *rest: rates[p])
+    asked: list[str] = []
+    rate = a_speed(train_images_per_s=2000.0, eval_images_per_s=4000.0)
+    monkeypatch.setattr(
+        speed, "measure_speed", lambda spec, config, remember=False: asked.append(config.precision) or rate
+    )  # fmt: skip
+    config = quick_config(epochs=2, precision="auto", eval_every=0, time_budget=0.02)
+    events = []
+    result = train(micro_spec(), config.replace(max_steps=1), tiny_data, callback=events.append)
+    assert result.precision == "bf16-dw32" and asked == ["bf16-dw32"]
+    assert [e.kind for e in events[:2]] == ["precision", "plan"]
