@@ -127,7 +127,7 @@ def main() -> int:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
             copies.append(ends_as_alone(run_dir))
             print(f"copy {len(copies)} finished, same as left alone: {copies[-1]}; starting a fresh copy", flush=True)
-            run_dir = new_run(root, data, f"killed-{len(kills)}", args.epochs, args.time_budget, args.preset)
+            run_dir = new_run(root, data, f"killed-{len(copies)}", args.epochs, args.time_budget, args.preset)
         stale = {p.name for p in run_dir.glob(".*.tmp")}
         executor.start(run_dir)
         kind = ("start-up", "write", "training", "write")[len(kills) % 4]
