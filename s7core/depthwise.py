@@ -1,9 +1,9 @@
 """A depthwise conv for CPU training whose weight gradient is computed here, as sums of shifted products.
 
 torch's CPU kernels compute the weight gradient of a depthwise conv fast only for the plain case (3x3, padding
-1, no dilation, stride 1). Every other depthwise conv (dilated, strided, 5x5, ...) takes a generic path that
-is 5-15x slower than the whole forward pass: for the `fast` preset's dilated depthwise conv at 4x4 pixels,
-a training step spent a fifth of its time there. Since a depthwise filter sees one channel only, its
+1, no dilation, stride 1). A dilated one takes a generic path with a large cost per image and channel: the
+`fast` preset's dilated depthwise conv at 4x4 pixels took 39 ms in its backward pass against 0.3 ms forward,
+a fifth of the training step. Since a depthwise filter sees one channel only, its
 gradient is, for each filter tap (i, j), the sum over images and output pixels of the output gradient times
 the input pixel under that tap: kh x kw products of two maps the size of the output, which this module sums
 in batches of images small enough to stay in the processor's cache.
