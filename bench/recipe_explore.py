@@ -21,7 +21,7 @@ from pathlib import Path
 from s7core.config import with_settings
 from s7core.data import load_cifar10
 from s7core.recipes import get_recipe
-from s7core.spec import get_preset, read_spec_text, spec_from_json
+from s7core.spec import preset_or_file
 from s7core.train import EpochEvent, PrecisionEvent, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-batches-bin"
@@ -61,11 +61,7 @@ def main() -> None:
             line += f"  clock {clock:6.1f} s"
             print(line, flush=True)
 
-    if args.preset.endswith(".json"):
-        spec = spec_from_json(read_spec_text(args.preset))
-    else:
-        spec = get_preset(args.preset)
-    train(spec, config, data, report)
+    train(preset_or_file(args.preset), config, data, report)
     total = time.perf_counter() - start
     print(json.dumps({"preset": args.preset, "recipe": args.recipe, "changes": changes, "val": history,
                       "seconds": round(total, 1)}))  # fmt: skip

@@ -43,7 +43,7 @@ from s7core.data import augment_batch, normalize  # noqa: E402
 from s7core.device import AUTOCAST_DTYPES, autocast  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model  # noqa: E402
-from s7core.spec import NetworkSpec, get_preset, spec_from_json  # noqa: E402
+from s7core.spec import NetworkSpec, preset_or_file  # noqa: E402
 from s7core.summary import summarize  # noqa: E402
 
 # precision, NHWC, compiled; bf16-dw32 is bf16 with the depthwise convs kept in fp32 (s7core.device)
@@ -79,11 +79,6 @@ def gemm_peak_gmac_s(precision: str, size: int = 2048, repeats: int = 5) -> floa
         a @ b
         times.append(time.perf_counter() - start)
     return size**3 / statistics.median(times) / 1e9
-
-
-def load_net(name: str) -> NetworkSpec:
-    """A preset by name, or the spec in a .json file."""
-    return spec_from_json(Path(name).read_bytes()) if name.endswith(".json") else get_preset(name)
 
 
 def measure(
@@ -160,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = VARIANTS + ((COMPILED,) if args.compile else ())
     rows: list[Row] = []
     for preset in args.presets:
-        spec = load_net(preset)
+        spec = preset_or_file(preset)
         macs = summarize(spec).mult_adds  # forward multiply-adds per image
         print(f"\n{preset}: {macs / 1e6:.1f}M multiply-adds an image (forward)")
         print(

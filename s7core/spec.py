@@ -710,6 +710,11 @@ def get_preset(name: str) -> NetworkSpec:
     return PRESETS[name].make()
 
 
+def preset_or_file(name: str) -> NetworkSpec:
+    """A preset by name, or the spec in a file whose name ends in .json (what `python -m s7core export` writes)."""
+    return spec_from_json(read_spec_text(name)) if name.endswith(".json") else get_preset(name)
+
+
 @register_preset("seed", "The reference solution: 925,706 parameters, RF 64, 87.58% in 19 epochs.")
 def _seed() -> list[Layer]:
     return [
