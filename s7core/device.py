@@ -177,11 +177,22 @@ def machine_key(device: torch.device) -> str:
     return f"{_processor()}{gpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
+def network_key(model: nn.Module) -> str:
+    """The network as built, for the caches of measured speeds: a hash of its module tree (each module's class
+    and settings), so a network that the code now builds differently is another network, measured afresh."""
+    return hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+
+
+def measurement_key(device: torch.device, model: nn.Module, detail: str) -> str:
+    """The key of a measured speed, in every cache of them: this machine, this network as built, and `detail`,
+    what else that measurement depends on (its batch, layout, settings)."""
+    return f"{machine_key(device)} | {network_key(model)} | {detail}"
+
+
 def _probe_key(model: nn.Module, shape: tuple[int, ...], channels_last: bool) -> str:
-    """This machine (processor, threads, torch) and this network and probe: what the measured speeds depend on."""
-    net = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+    """The precision probe's key: this machine and network, the probe's shape and memory layout."""
     layout = "channels_last" if channels_last else "contiguous"
-    return f"{machine_key(torch.device('cpu'))} | {net} {shape} {layout}"
+    return measurement_key(torch.device("cpu"), model, f"probe {shape} {layout}")
 
 
 def _processor() -> str:

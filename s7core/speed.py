@@ -28,7 +28,7 @@ from s7core.data import augment_batch, scale_to
 from s7core.device import (
     autocast,
     choose_precision,
-    machine_key,
+    measurement_key,
     read_measurements,
     remember_measurement,
     resolve_device,
@@ -77,10 +77,15 @@ class RunEstimate:
 
 def speed_key(spec: NetworkSpec, config: TrainConfig) -> str:
     """What the speed depends on: the network and the settings that change the work per image."""
+    return json.dumps([spec.to_dict(), _settings_key(config)], sort_keys=True)
+
+
+def _settings_key(config: TrainConfig) -> list:
+    """The settings that change the work per image."""
     c = config
-    parts = [spec.to_dict(), c.batch_size, c.precision, c.channels_last, c.device, c.optimizer, c.ema > 0]
+    parts = [c.batch_size, c.precision, c.channels_last, c.device, c.optimizer, c.ema > 0]
     parts.append(c.small_size if c.small_epochs else None)
-    return json.dumps([*parts, c.tta_flip, c.tta_shift, dataclasses.asdict(c.augment)], sort_keys=True)
+    return [*parts, c.tta_flip, c.tta_shift, dataclasses.asdict(c.augment)]
 
 
 def measure_speed(spec: NetworkSpec, config: TrainConfig, remember: bool = False) -> Speed:
@@ -91,7 +96,8 @@ def measure_speed(spec: NetworkSpec, config: TrainConfig, remember: bool = False
     with _lock:
         if key not in _cache and remember:
             batch = min(config.batch_size, MEASURE_BATCH_CAP)  # what the steps are timed at, part of the key
-            disk_key = f"{machine_key(resolve_device(config.device))} | batch {batch} | {key}"
+            detail = json.dumps([batch, spec.input_shape, _settings_key(config)], sort_keys=True)
+            disk_key = measurement_key(resolve_device(config.device), build_model(spec), f"speed {detail}")
             kept = _speed_from(read_measurements(speed_cache_path()).get(disk_key))
             if kept is None:
                 kept = _measure(spec, config)

@@ -180,6 +180,29 @@ def test_the_speed_a_budget_is_planned_from_is_kept_on_disk(monkeypatch):
     assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed() and len(measured) == 4
 
 
+def test_both_caches_of_speeds_key_a_network_as_it_is_built_so_a_change_in_the_code_measures_again(monkeypatch):
+    from torch import nn
+
+    from s7core import device
+
+    measured = []
+    monkeypatch.setattr(speed, "_measure", lambda spec, config: measured.append(1) or a_speed())
+    monkeypatch.setattr(speed, "_cache", {})
+    config = quick_config(time_budget=1)
+    speed.measure_speed(micro_spec(), config, remember=True)
+    built = device.network_key(build_model(micro_spec()))
+    monkeypatch.setattr(device, "_training_rate", lambda model, name, *rest: 100.0)
+    device.choose_precision("auto", torch.device("cpu"), build_model(micro_spec()), (3, 32, 32), 64, True)
+    for path in (speed.speed_cache_path(), device.precision_cache_path()):
+        (key,) = speed.read_measurements(path)
+        assert key.startswith(f"{device.machine_key(torch.device('cpu'))} | {built} | "), key
+    # the same spec built into another module tree (as after a change to a layer's class) is another network
+    monkeypatch.setattr(speed, "build_model", lambda spec: nn.Sequential(build_model(spec), nn.Identity()))
+    monkeypatch.setattr(speed, "_cache", {})
+    speed.measure_speed(micro_spec(), config, remember=True)
+    assert len(measured) == 2 and len(speed.read_measurements(speed.speed_cache_path())) == 2
+
+
 def fixed_speed(monkeypatch, rate: speed.Speed) -> list[int]:
     """measure_speed returns `rate`; the list counts its calls."""
     calls: list[int] = []
