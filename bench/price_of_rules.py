@@ -18,8 +18,8 @@ score is that of a run still at a high learning rate: the times are upper bounds
     python bench/price_of_rules.py --peer-epochs 12 --json report.json
 
 Measured on the 2-core AMD EPYC host (no AMX), nothing else running, `--epochs 18 --report-from 12`: best
-93.25% and the peer 93.29% after 18 epochs (13 of them at 24 pixels); 93% reached at 1,118 s and 1,384 s
-(peer / best 1.24), 90% at 755 s and 1,028 s; neither reached 94%.
+92.89% and the peer 93.29% after 18 epochs (13 of them at 24 pixels); 90% reached at 558 s and 640 s (peer /
+best 1.15), 93% by the peer at 886 s; whole processes 750 s and 966 s. Neither reached 94%.
 """
 
 from __future__ import annotations

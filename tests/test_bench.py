@@ -101,3 +101,38 @@ def test_depthwise_speed_times_each_depthwise_conv_both_ways(tmp_path: Path) -> 
     assert {r["training_takes"] for r in rows if r["preset"] == "tiny"} == {"torch"}  # its maps are larger
     assert all(r["torch_ms"] > 0 and r["s7core_ms"] > 0 for r in rows)
     assert done.stdout.count("training takes") == len(rows)
+
+
+def test_gpu_check_packs_the_data_in_parts_and_checks_them_before_it_needs_a_gpu(tmp_path: Path) -> None:
+    import hashlib
+    import os
+    import subprocess
+
+    from s7core.data import make_tiny_cifar10
+
+    source = make_tiny_cifar10(tmp_path / "tiny", n_train=50, n_test=20)
+    sums = [f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}" for f in sorted(source.glob("*.bin"))]
+    (source / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    env = {**os.environ, "S7_GPU_DATA": str(tmp_path / "parts"), "TMPDIR": str(tmp_path), "OUT": str(tmp_path / "out")}
+    script = str(BENCH.with_name("gpu_check.sh"))
+
+    def check(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", script, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    packed = check("pack", str(source))
+    assert packed.returncode == 0, packed.stderr
+    packed_files = list((tmp_path / "parts").glob("*/*"))  # every file once, in parts 1, 2 and 3
+    assert sorted(f.name for f in packed_files) == sorted(f.name for f in source.iterdir())
+    assert {f.parent.name for f in packed_files} == {"1", "2", "3"}
+    if not __import__("torch").cuda.is_available():  # the parts check out, then it says what it lacks
+        ran = check("run")
+        assert ran.returncode == 2 and "torch sees no CUDA GPU here" in ran.stderr, ran.stderr
+    (tmp_path / "parts" / "3" / "test_batch.bin").write_bytes(b"torn")
+    torn = check("run")
+    assert torn.returncode == 2 and "do not match SHA256SUMS" in torn.stderr, torn.stderr
+    (tmp_path / "parts" / "2" / "data_batch_3.bin").unlink()
+    (tmp_path / "parts" / "2" / "data_batch_4.bin").unlink()
+    (tmp_path / "parts" / "2").rmdir()
+    missing = check("run")
+    assert missing.returncode == 2 and "parts/2 is missing: send it first" in missing.stderr, missing.stderr
+    assert check("pack", str(tmp_path / "nowhere")).returncode == 2
