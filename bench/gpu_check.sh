@@ -40,7 +40,7 @@ run() {
     fi
     "$PY" -c "import sys, torch; torch.cuda.is_available() or sys.exit('error: torch sees no CUDA GPU here');
 print('torch', torch.__version__, '|', torch.cuda.get_device_name(0))" || exit 2
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
     echo "== the tests that touch CUDA"
     "$PY" -m pytest -q -p no:randomly -p no:cacheprovider -o addopts= tests/test_device.py tests/test_depthwise.py \
