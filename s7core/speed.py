@@ -97,7 +97,9 @@ def measure_speed(spec: NetworkSpec, config: TrainConfig, remember: bool = False
         if key not in _cache and remember:
             batch = min(config.batch_size, MEASURE_BATCH_CAP)  # what the steps are timed at, part of the key
             detail = json.dumps([batch, spec.input_shape, _settings_key(config)], sort_keys=True)
-            disk_key = measurement_key(resolve_device(config.device), build_model(spec), f"speed {detail}")
+            with torch.random.fork_rng(devices=[]):  # building the net for its key leaves the caller's stream
+                net = build_model(spec)
+            disk_key = measurement_key(resolve_device(config.device), net, f"speed {detail}")
             kept = _speed_from(read_measurements(speed_cache_path()).get(disk_key))
             if kept is None:
                 kept = _measure(spec, config)

@@ -189,7 +189,9 @@ def test_both_caches_of_speeds_key_a_network_as_it_is_built_so_a_change_in_the_c
     monkeypatch.setattr(speed, "_measure", lambda spec, config: measured.append(1) or a_speed())
     monkeypatch.setattr(speed, "_cache", {})
     config = quick_config(time_budget=1)
+    rng = torch.get_rng_state()
     speed.measure_speed(micro_spec(), config, remember=True)
+    assert torch.equal(torch.get_rng_state(), rng)  # the net built for the key leaves the caller's stream alone
     built = device.network_key(build_model(micro_spec()))
     monkeypatch.setattr(device, "_training_rate", lambda model, name, *rest: 100.0)
     device.choose_precision("auto", torch.device("cpu"), build_model(micro_spec()), (3, 32, 32), 64, True)
