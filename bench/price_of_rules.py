@@ -19,7 +19,8 @@ score is that of a run still at a high learning rate: the times are upper bounds
 
 Measured on the 2-core AMD EPYC host (no AMX), nothing else running, `--epochs 18 --report-from 12`: best
 92.89% and the peer 93.29% after 18 epochs (13 of them at 24 pixels); 90% reached at 558 s and 640 s (peer /
-best 1.15), 93% by the peer at 886 s; whole processes 750 s and 966 s. Neither reached 94%.
+best 1.15), 93% by the peer at 886 s; whole processes 750 s and 966 s. With `--seed 1`: 93.10% and 93.69%;
+93% at 731 s and 967 s (1.32), 90% at 491 s and 729 s. Neither reached 94%.
 """
 
 from __future__ import annotations
