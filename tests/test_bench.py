@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from s7core.data import make_tiny_cifar10
 from s7core.spec import get_preset
@@ -104,12 +107,6 @@ def test_depthwise_speed_times_each_depthwise_conv_both_ways(tmp_path: Path) -> 
 
 
 def test_gpu_check_packs_the_data_in_parts_and_checks_them_before_it_needs_a_gpu(tmp_path: Path) -> None:
-    import hashlib
-    import os
-    import subprocess
-
-    from s7core.data import make_tiny_cifar10
-
     source = make_tiny_cifar10(tmp_path / "tiny", n_train=50, n_test=20)
     sums = [f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}" for f in sorted(source.glob("*.bin"))]
     (source / "SHA256SUMS").write_text("\n".join(sums) + "\n")
@@ -124,7 +121,7 @@ def test_gpu_check_packs_the_data_in_parts_and_checks_them_before_it_needs_a_gpu
     packed_files = list((tmp_path / "parts").glob("*/*"))  # every file once, in parts 1, 2 and 3
     assert sorted(f.name for f in packed_files) == sorted(f.name for f in source.iterdir())
     assert {f.parent.name for f in packed_files} == {"1", "2", "3"}
-    if not __import__("torch").cuda.is_available():  # the parts check out, then it says what it lacks
+    if not torch.cuda.is_available():  # the parts check out, then it says what it lacks
         ran = check("run")
         assert ran.returncode == 2 and "torch sees no CUDA GPU here" in ran.stderr, ran.stderr
     (tmp_path / "parts" / "3" / "test_batch.bin").write_bytes(b"torn")
