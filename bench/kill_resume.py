@@ -33,6 +33,7 @@ from s7core.data import make_tiny_cifar10  # noqa: E402
 from s7core.runs.executor import get_executor  # noqa: E402
 from s7core.runs.store import LATEST_CHECKPOINT, create_run, load_checkpoint, read_metrics, read_status  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
+from s7core.speed import read_measurements, remember_measurement, speed_cache_path  # noqa: E402
 
 MAX_WAIT_S = 12.0  # the latest a random kill comes after a start: most sessions die young, as in a class
 SAME_FIELDS = ("epoch", "global_step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "best")
@@ -48,6 +49,15 @@ def new_run(root: Path, data: Path, name: str, epochs: int, time_budget: float =
         small_epochs=epochs // 2 if time_budget else 0, small_size=24,
     )  # fmt: skip
     return create_run(get_preset(preset), config, root, name, data, "default")
+
+
+def plan_as_the_first() -> None:
+    """Drop what finished runs kept of their speed (`remember_run_speed`) from this bench's own cache, so that every
+    copy plans its epochs from the measurement the run left alone planned from."""
+    path = speed_cache_path()
+    for key, entry in read_measurements(path).items():
+        if isinstance(entry, dict) and entry.pop("runs", None) is not None:
+            remember_measurement(path, key, entry)
 
 
 def moment(run_dir: Path) -> str:
@@ -102,6 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     chance = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="s7-kill-"))
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # the runs' measured speeds: this bench's, not the user's
     data = make_tiny_cifar10(work / "data", n_train=512, n_test=128)
     root = work / "runs"
     executor = get_executor(runs_dir=root)
@@ -113,6 +124,7 @@ def main() -> int:
     run_s = time.monotonic() - started
     assert reference.state.value == "finished", (reference, executor.logs(alone))
     print(f"left alone: finished in {run_s:.1f} s, final accuracy {reference.final_accuracy}", flush=True)
+    plan_as_the_first()
 
     run_dir = new_run(root, data, "killed", args.epochs, args.time_budget, args.preset)
     kills: list[dict] = []
@@ -126,6 +138,7 @@ def main() -> int:
     while len(kills) < args.kills:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
             copies.append(ends_as_alone(run_dir))
+            plan_as_the_first()
             print(f"copy {len(copies)} finished, same as left alone: {copies[-1]}; starting a fresh copy", flush=True)
             run_dir = new_run(root, data, f"killed-{len(copies)}", args.epochs, args.time_budget, args.preset)
         stale = {p.name for p in run_dir.glob(".*.tmp")}

@@ -3,8 +3,10 @@
 `measure_speed` times a few real training steps (random images through the run's own augmentation,
 optimizer, precision and memory layout) and a test-set style evaluation batch, on the device the config
 names. It takes a few seconds, so results are kept per network and setting for the life of the process; the
-measurement a time budget is planned from (`plan_budget`) is also kept on disk, per machine, so that one
-machine always plans the same epochs for the same network and config.
+speed a time budget is planned from (`plan_budget`) is also kept on disk, per machine. A few steps read the
+machine at one moment, and a shared machine's speed drifts by a fifth from minute to minute, so every run a
+budget planned that finishes corrects the kept speed with the rates it sustained (`remember_run_speed`): later
+plans take the median of the latest few runs, and spend the budget as those runs did.
 `estimate_run` turns a speed into the time of a whole run: every epoch's training images (the early epochs at
 the smaller size, when the config has them), the validation and test evaluations the config asks for, and the
 final evaluation of the best checkpoint when that is not the last epoch's.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -45,6 +48,11 @@ MEASURE_BATCH_CAP = 512
 # A whole run trains at about this share of the few measured steps' speed (best on the AMD host, batch 512: 560
 # against 625 images/s at full size, 1,140 against 1,240 at 24 pixels); estimates allow for it.
 SUSTAINED_SHARE = 0.9
+# Rates a finished run sustained (`remember_run_speed`): the latest this many runs of one network and setting are
+# kept, and a plan takes their median. One run's rate differs from the next by a few percent (best on the AMD
+# host: epochs of 60 and 31 s, whole runs 516-538 s), so a plan from them keeps that share in hand.
+RUN_SPEEDS_KEPT = 5
+RUN_SHARE = 0.97
 EVAL_BATCH = 256
 TEST_IMAGES = 10_000  # the CIFAR-10 test set, evaluated after the run and whenever the config asks
 TRAIN_IMAGES = 50_000  # the CIFAR-10 training set, assumed when the data folder cannot say
@@ -63,6 +71,23 @@ class Speed:
     device: str
     precision: str
     small_train_images_per_s: float | None = None  # at the config's smaller image size, when it has small epochs
+    runs: int = 0  # finished runs whose sustained rates the training rates are the median of; 0: a few steps'
+
+    @property
+    def share(self) -> float:
+        """The share of these training rates a whole run is expected to sustain."""
+        return RUN_SHARE if self.runs else SUSTAINED_SHARE
+
+    def rates_text(self) -> str:
+        """The training rates and where they come from: 'the measured 612 training images/s (1,240 at the smaller
+        size)', or 'the 800 training images/s ... that the last 3 runs here sustained (median)'."""
+        rates = f"{self.train_images_per_s:,.0f} training images/s"
+        if self.small_train_images_per_s:
+            rates += f" ({self.small_train_images_per_s:,.0f} at the smaller size)"
+        if not self.runs:
+            return f"the measured {rates}"
+        runs = "run" if self.runs == 1 else f"{self.runs} runs"
+        return f"the {rates} that the last {runs} here sustained" + (" (median)" if self.runs > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -91,23 +116,45 @@ def _settings_key(config: TrainConfig) -> list:
 def measure_speed(spec: NetworkSpec, config: TrainConfig, remember: bool = False) -> Speed:
     """Training and evaluation images per second of `spec` with `config` here (kept per network and setting).
 
-    With `remember`, the measurement is also kept on disk for this machine and read back from there."""
-    key = speed_key(spec, config)
-    with _lock:
-        if key not in _cache and remember:
-            batch = min(config.batch_size, MEASURE_BATCH_CAP)  # what the steps are timed at, part of the key
-            detail = json.dumps([batch, spec.input_shape, _settings_key(config)], sort_keys=True)
-            with torch.random.fork_rng(devices=[]):  # building the net for its key leaves the caller's stream
-                net = build_model(spec)
-            disk_key = measurement_key(resolve_device(config.device), net, f"speed {detail}")
-            kept = _speed_from(read_measurements(speed_cache_path()).get(disk_key))
+    With `remember`, the measurement is kept on disk for this machine and read back from there, with the rates
+    of the finished runs that corrected it (`remember_run_speed`), as they are on disk at each call."""
+    if remember:
+        with _lock:
+            path, key = speed_cache_path(), _disk_key(spec, config)
+            kept = _speed_from(read_measurements(path).get(key))
             if kept is None:
                 kept = _measure(spec, config)
-                remember_measurement(speed_cache_path(), disk_key, dataclasses.asdict(kept))
-            _cache[key] = kept
+                remember_measurement(path, key, _entry(kept))
+            return kept
+    key = speed_key(spec, config)
+    with _lock:
         if key not in _cache:
             _cache[key] = _measure(spec, config)
         return _cache[key]
+
+
+def remember_run_speed(spec: NetworkSpec, config: TrainConfig, train_rate: float, small_rate: float | None) -> bool:
+    """Correct the speed kept for `spec` and `config` (`measure_speed(remember=True)`) with the training images per
+    second a finished run sustained, at full size and at the smaller size (None when `config` has no small
+    epochs). False, and nothing kept, when no speed is kept for them here or the rates do not fit it."""
+    with _lock:
+        path, key = speed_cache_path(), _disk_key(spec, config)
+        entry = read_measurements(path).get(key)
+        if _speed_from(entry) is None or not _run_rates_fit([train_rate, small_rate], entry):
+            return False
+        runs = [*_valid_runs(entry), [train_rate, small_rate]][-RUN_SPEEDS_KEPT:]
+        remember_measurement(path, key, {**entry, "runs": runs})
+        return True
+
+
+def _disk_key(spec: NetworkSpec, config: TrainConfig) -> str:
+    """The key of the speed kept on disk for `spec` and `config`: this machine, the network as built, and what the
+    steps are timed with."""
+    batch = min(config.batch_size, MEASURE_BATCH_CAP)  # what the steps are timed at, part of the key
+    detail = json.dumps([batch, spec.input_shape, _settings_key(config)], sort_keys=True)
+    with torch.random.fork_rng(devices=[]):  # building the net for its key leaves the caller's stream alone
+        net = build_model(spec)
+    return measurement_key(resolve_device(config.device), net, f"speed {detail}")
 
 
 def speed_cache_path() -> Path:
@@ -115,17 +162,54 @@ def speed_cache_path() -> Path:
     return cache_root() / SPEED_CACHE_FILE
 
 
+_MEASURED = tuple(f.name for f in dataclasses.fields(Speed) if f.name != "runs")  # what a measurement holds
+
+
+def _entry(measured: Speed) -> dict:
+    """A measurement as the disk cache keeps it (runs that correct it are added under "runs")."""
+    return {name: getattr(measured, name) for name in _MEASURED}
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def _speed_from(value: object) -> Speed | None:
-    """A Speed from a cache entry, or None when the entry is missing or not a sound measurement."""
-    if not isinstance(value, dict) or set(value) != {f.name for f in dataclasses.fields(Speed)}:
+    """A Speed from a cache entry, or None when the entry is missing or not a sound measurement. Finished runs
+    kept in it replace the measured training rates with the median of theirs; unsound ones are passed over."""
+    if not isinstance(value, dict) or set(value) - {"runs"} != set(_MEASURED):
         return None
     rates = [value["train_images_per_s"], value["eval_images_per_s"], value["batch"]]
     rates += [value["small_train_images_per_s"]] if value["small_train_images_per_s"] is not None else []
-    if not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates):
+    if not all(_positive(r) for r in rates):
         return None
     if not isinstance(value["device"], str) or not isinstance(value["precision"], str):
         return None
-    return Speed(**value)
+    measured = Speed(**{name: value[name] for name in _MEASURED})
+    runs = _valid_runs(value)
+    if not runs:
+        return measured
+    small = statistics.median(r[1] for r in runs) if measured.small_train_images_per_s else None
+    return dataclasses.replace(
+        measured, train_images_per_s=statistics.median(r[0] for r in runs), small_train_images_per_s=small,
+        runs=len(runs),
+    )  # fmt: skip
+
+
+def _run_rates_fit(rates: object, entry: dict) -> bool:
+    """Whether `rates` is a run's [full size, smaller size] for the measurement `entry`: a rate for each size it
+    timed, and none for a size it did not."""
+    if not isinstance(rates, list) or len(rates) != 2 or not _positive(rates[0]):
+        return False
+    return _positive(rates[1]) if entry["small_train_images_per_s"] is not None else rates[1] is None
+
+
+def _valid_runs(entry: dict) -> list[list]:
+    """The sound run rates kept in a measurement's cache entry, the latest RUN_SPEEDS_KEPT."""
+    runs = entry.get("runs")
+    if not isinstance(runs, list):
+        return []
+    return [r for r in runs if _run_rates_fit(r, entry)][-RUN_SPEEDS_KEPT:]
 
 
 def _measure(spec: NetworkSpec, config: TrainConfig) -> Speed:
@@ -195,7 +279,7 @@ def estimate_run(config: TrainConfig, speed: Speed, train_images: int, test_imag
     small_steps = min(c.small_epochs * steps_per_epoch, total_steps) if speed.small_train_images_per_s else 0
     train_s = small_steps * batch / (speed.small_train_images_per_s or 1.0)
     train_s += (total_steps - small_steps) * batch / speed.train_images_per_s
-    train_s /= SUSTAINED_SHARE
+    train_s /= speed.share
     # A test evaluation runs every eval_every epochs and after the last one; with a validation split, also after
     # every epoch that improves on it (most of them early on), and every epoch when the schedule watches it. A
     # curve-only subset is scored without test-time augmentation, so its images cost a fraction of a view each.
@@ -225,13 +309,10 @@ class BudgetPlan:
     def describe(self, config: TrainConfig, speed: Speed) -> str:
         """'14 epochs (9 at 24x24 pixels) fit in 12 min 00 s: about 11 min 40 s at the measured 612 training ...'."""
         small = f" ({self.small_epochs} at {config.small_size}x{config.small_size} pixels)" if self.small_epochs else ""
-        rates = f"{speed.train_images_per_s:,.0f} training images/s"
-        if self.small_epochs and speed.small_train_images_per_s:
-            rates += f" ({speed.small_train_images_per_s:,.0f} at the smaller size)"
         over = "" if self.fits else "; even one epoch takes longer than the budget, so it trains one"
         return (
             f"{self.epochs} epochs{small} fit in {format_duration(self.budget_s)}: about "
-            f"{format_duration(self.estimate_s)} at the measured {rates} and {speed.eval_images_per_s:,.0f} "
+            f"{format_duration(self.estimate_s)} at {speed.rates_text()} and {speed.eval_images_per_s:,.0f} "
             f"evaluation images/s ({speed.precision}){over}"
         )
 
@@ -290,7 +371,8 @@ def describe_estimate(
         f"({format_duration(estimate.epoch_s)} an epoch, {estimate.evaluations} test evaluations)"
     )
     detail = (
-        f"Measured here: {speed.train_images_per_s:,.0f} training images/s at batch {speed.batch} "
+        f"{'Measured here' if not speed.runs else f'Sustained by the last runs here ({speed.runs}, median)'}: "
+        f"{speed.train_images_per_s:,.0f} training images/s at batch {speed.batch} "
         f"({speed.precision} on {speed.device}), {speed.eval_images_per_s:,.0f} evaluation images/s; "
         f"{estimate.train_images:,} training images an epoch. Other work on this machine slows it down."
     )

@@ -304,6 +304,9 @@ class _Loop:
         self.best_metric, self.best_epoch, self.best_accuracy = -math.inf, None, None
         self.elapsed_before = 0.0  # training seconds of earlier sessions
         self.start = time.perf_counter()
+        # whole epochs trained in this session, by image size (True: the smaller one): [images, seconds]
+        self.trained: dict[bool, list[float]] = {}
+        self.speed_config: TrainConfig | None = None  # what a time budget's speed was kept under, when it has one
 
     @property
     def work(self) -> tuple[float, ...]:
@@ -460,14 +463,20 @@ class _Loop:
         c, stopped = self.config, False
         self.model.train()
         while self.epoch < c.epochs and not (c.max_steps and self.global_step >= c.max_steps):
-            epoch_start = time.perf_counter()
+            epoch_start, whole, small = time.perf_counter(), self.step == 0, self.epoch < c.small_epochs
             outcome = self.run_epoch()
             if outcome == "stopped":
                 stopped = True
                 self.on_checkpoint(self.state(), False)
                 break
+            if outcome == "done" and whole:  # a whole epoch of this session: its training rate is a sound one
+                done = self.trained.setdefault(small, [0.0, 0.0])
+                done[0] += self.steps_per_epoch * self.batch
+                done[1] += time.perf_counter() - epoch_start
             last = outcome == "capped" or self.epoch + 1 == c.epochs
             self.end_epoch(epoch_start, last)
+        if not stopped and self.epoch == c.epochs:
+            self.correct_kept_speed()
         final = self.history[-1]["test_acc"] if self.history else None
         return TrainResult(
             self.eval_model,
@@ -483,6 +492,17 @@ class _Loop:
             self.precision,
             self.final_evaluation,
         )
+
+    def correct_kept_speed(self) -> None:
+        """After a run its time budget planned: keep the training rates it sustained for the plans after it."""
+        if self.speed_config is None:
+            return
+        rates = {small: images / seconds for small, (images, seconds) in self.trained.items() if seconds > 0}
+        has_small = self.speed_config.small_epochs > 0  # the kept speed has a rate at the smaller size
+        if False in rates and (True in rates or not has_small):  # a rate for every size it keeps, or none
+            from s7core.speed import remember_run_speed  # speed builds on this module
+
+            remember_run_speed(self.spec, self.speed_config, rates[False], rates[True] if has_small else None)
 
     # -------------------------------------------------------- checkpoints
 
@@ -556,11 +576,12 @@ class _Loop:
         c = self.config
         if c.time_budget <= 0:
             return
+        # at the precision this run trains in (chosen above), so a kept speed is never another precision's
+        self.speed_config = c.replace(precision=self.precision)
         if self.plan is None:
             from s7core.speed import measure_speed, plan_budget  # speed builds on this module
 
-            # at the precision this run trains in (chosen above), so a kept speed is never another precision's
-            speed = measure_speed(self.spec, c.replace(precision=self.precision), remember=True)
+            speed = measure_speed(self.spec, self.speed_config, remember=True)
             images = self.train_set[0].shape[0] + c.val_split
             plan = plan_budget(c, speed, images, self.test_set[0].shape[0])
             text = plan.describe(c, speed)

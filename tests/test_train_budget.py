@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -203,6 +204,66 @@ def test_both_caches_of_speeds_key_a_network_as_it_is_built_so_a_change_in_the_c
     monkeypatch.setattr(speed, "_cache", {})
     speed.measure_speed(micro_spec(), config, remember=True)
     assert len(measured) == 2 and len(speed.read_measurements(speed.speed_cache_path())) == 2
+
+
+def test_finished_runs_correct_the_kept_speed_and_plans_take_the_median_of_the_latest(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(speed, "_measure", lambda spec, config: a_speed())
+    config = quick_config(epochs=10, small_epochs=7, small_size=16, eval_every=0, time_budget=12)
+    assert not speed.remember_run_speed(micro_spec(), config, 150.0, 300.0)  # nothing kept yet: nothing to correct
+    measured = speed.measure_speed(micro_spec(), config, remember=True)
+    assert measured == a_speed() and measured.share == speed.SUSTAINED_SHARE and "the measured 100" in (
+        speed.plan_budget(config, measured, 50_000).describe(config, measured)
+    )  # fmt: skip
+    assert not speed.remember_run_speed(micro_spec(), config, 150.0, None)  # a rate missing for the smaller size
+    assert not speed.remember_run_speed(micro_spec(), config, float("nan"), 300.0)
+    assert speed.remember_run_speed(micro_spec(), config, 150.0, 300.0)
+    once = speed.measure_speed(micro_spec(), config, remember=True)  # read from the disk at every call
+    assert (once.train_images_per_s, once.small_train_images_per_s, once.runs) == (150.0, 300.0, 1)
+    assert once.eval_images_per_s == measured.eval_images_per_s and once.share == speed.RUN_SHARE
+    assert "the 150 training images/s (300 at the smaller size) that the last run here sustained" in (
+        speed.plan_budget(config, once, 50_000).describe(config, once)
+    )  # fmt: skip
+    # sustained rates, planned without the short measurement's allowance, buy more than the same rates measured
+    same = dataclasses.replace(once, runs=0)
+    assert speed.plan_budget(config, once, 50_000).epochs > speed.plan_budget(config, same, 50_000).epochs
+    for rates in ([900.0, 1800.0], [120.0, 240.0], [130.0, 260.0], [140.0, 280.0], [110.0, 220.0]):
+        assert speed.remember_run_speed(micro_spec(), config, *rates)
+    latest = speed.measure_speed(micro_spec(), config, remember=True)  # the first run has fallen out of the five
+    assert (latest.train_images_per_s, latest.small_train_images_per_s, latest.runs) == (130.0, 260.0, 5)
+    assert "that the last 5 runs here sustained (median)" in speed.plan_budget(config, latest, 50_000).describe(
+        config, latest
+    )  # fmt: skip
+    path = speed.speed_cache_path()
+    (key,) = speed.read_measurements(path)
+    entry = speed.read_measurements(path)[key]
+    speed.remember_measurement(path, key, {**entry, "runs": [[-1, 2], "x", [500.0, 1000.0]]})  # damaged runs
+    assert speed.measure_speed(micro_spec(), config, remember=True).runs == 1
+    speed.remember_measurement(path, key, {**entry, "runs": {"a": 1}})
+    assert speed.measure_speed(micro_spec(), config, remember=True) == measured  # only the measurement is sound
+
+
+def test_a_budgeted_run_that_finishes_keeps_its_rates_and_one_stopped_keeps_none(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(speed, "_measure", lambda spec, config: a_speed(train_images_per_s=2000.0,
+                                                                        eval_images_per_s=4000.0,
+                                                                        small_train_images_per_s=4000.0))  # fmt: skip
+    config = quick_config(epochs=4, small_epochs=2, small_size=16, eval_every=0, time_budget=0.02)
+    train(micro_spec(), config, tiny_data, should_stop=lambda: True)
+    kept = lambda: speed.measure_speed(micro_spec(), config, remember=True)  # noqa: E731
+    assert kept().runs == 0  # stopped after one step: no whole epoch, nothing kept
+    events: list = []
+    train(micro_spec(), config, tiny_data, callback=events.append)
+    assert "the measured 2,000 training images/s" in events[1].text
+    (entry,) = speed.read_measurements(speed.speed_cache_path()).values()
+    ((full, small),) = entry["runs"]
+    assert full > 0 and small > 0 and (full, small) != (2000.0, 4000.0)  # its own rates, not the measured ones
+    events.clear()
+    train(micro_spec(), config, tiny_data, callback=events.append)
+    assert "that the last run here sustained" in events[1].text and kept().runs == 2
+    unbudgeted = config.replace(time_budget=0.0)
+    train(micro_spec(), unbudgeted, tiny_data)
+    assert kept().runs == 2  # only runs a budget planned correct the speed it plans from
 
 
 def fixed_speed(monkeypatch, rate: speed.Speed) -> list[int]:
