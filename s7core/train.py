@@ -498,11 +498,10 @@ class _Loop:
         if self.speed_config is None:
             return
         rates = {small: images / seconds for small, (images, seconds) in self.trained.items() if seconds > 0}
-        has_small = self.speed_config.small_epochs > 0  # the kept speed has a rate at the smaller size
-        if False in rates and (True in rates or not has_small):  # a rate for every size it keeps, or none
+        if False in rates:  # a whole epoch at full size at least; the smaller size only when it had one
             from s7core.speed import remember_run_speed  # speed builds on this module
 
-            remember_run_speed(self.spec, self.speed_config, rates[False], rates[True] if has_small else None)
+            remember_run_speed(self.spec, self.speed_config, rates[False], rates.get(True))
 
     # -------------------------------------------------------- checkpoints
 

@@ -222,7 +222,8 @@ def test_with_a_time_budget_the_estimate_is_the_plan_the_trainer_will_make(
 
     plan = speed.plan_budget(config, rate, count_train_images(with_data), speed.TEST_IMAGES)
     budget = speed.format_duration(config.time_budget * 60)
-    assert f"for {plan.epochs} epochs, the most that fit in the {budget} time budget" in estimate
+    small = f" ({plan.small_epochs} at {config.small_size}x{config.small_size} pixels)"
+    assert f"for {plan.epochs} epochs{small}, the most that fit in the {budget} time budget" in estimate
 
 
 def test_the_stop_button_signals_the_training_process(empty_runs: Path, with_data: Path) -> None:

@@ -134,13 +134,28 @@ def test_a_budget_buys_the_most_epochs_whose_estimate_fits(minutes):
     rate = a_speed()
     plan = speed.plan_budget(config, rate, 50_000)
     estimate = lambda epochs: speed.estimate_run(speed.budget_config(config, epochs), rate, 50_000).total_s  # noqa: E731
+    planned = lambda small: config.replace(epochs=plan.epochs, small_epochs=small)  # noqa: E731
     assert plan.budget_s == minutes * 60
+    assert speed.estimate_run(planned(plan.small_epochs), rate, 50_000).total_s == plan.estimate_s
     if plan.fits:
-        assert estimate(plan.epochs) == plan.estimate_s <= minutes * 60 < estimate(plan.epochs + 1)
+        assert estimate(plan.epochs) <= plan.estimate_s <= minutes * 60 < estimate(plan.epochs + 1)
+        # the smaller-size epochs keep their share at most: the time left short of one more epoch goes to
+        # full-size ones, as many as fit
+        assert plan.small_epochs <= round(7 * plan.epochs / 10)
+        if plan.small_epochs:
+            assert speed.estimate_run(planned(plan.small_epochs - 1), rate, 50_000).total_s > minutes * 60
     else:
-        assert plan.epochs == 1 and estimate(1) > minutes * 60
-    assert plan.small_epochs == round(7 * plan.epochs / 10)  # the smaller-size epochs keep their share
+        assert plan.epochs == 1 and estimate(1) > minutes * 60 and plan.small_epochs == 1
     assert f"{plan.epochs} epochs" in plan.describe(config, rate)
+
+
+def test_time_short_of_one_more_epoch_turns_smaller_size_epochs_into_full_size_ones():
+    config = TrainConfig(epochs=10, small_epochs=7, eval_every=0, val_split=0)
+    plans = [speed.plan_budget(config.replace(time_budget=m / 4), a_speed(), 50_000) for m in range(40, 240)]
+    assert all(p.estimate_s <= p.budget_s for p in plans)
+    fewer = [p for p in plans if p.small_epochs < round(7 * p.epochs / 10)]
+    assert fewer and any(p.small_epochs > 0 for p in fewer)  # some budgets keep a few small epochs, fewer
+    assert any(p.small_epochs == round(7 * p.epochs / 10) for p in plans)  # others have no time to spare
 
 
 def test_a_faster_machine_buys_more_epochs_and_the_plan_is_a_function_of_its_arguments():
@@ -206,6 +221,11 @@ def test_both_caches_of_speeds_key_a_network_as_it_is_built_so_a_change_in_the_c
     assert len(measured) == 2 and len(speed.read_measurements(speed.speed_cache_path())) == 2
 
 
+def _the_entry_without_runs() -> tuple[str, dict]:
+    ((key, entry),) = speed.read_measurements(speed.speed_cache_path()).items()
+    return key, {k: v for k, v in entry.items() if k != "runs"}
+
+
 def test_finished_runs_correct_the_kept_speed_and_plans_take_the_median_of_the_latest(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(speed, "_measure", lambda spec, config: a_speed())
@@ -215,8 +235,13 @@ def test_finished_runs_correct_the_kept_speed_and_plans_take_the_median_of_the_l
     assert measured == a_speed() and measured.share == speed.SUSTAINED_SHARE and "the measured 100" in (
         speed.plan_budget(config, measured, 50_000).describe(config, measured)
     )  # fmt: skip
-    assert not speed.remember_run_speed(micro_spec(), config, 150.0, None)  # a rate missing for the smaller size
     assert not speed.remember_run_speed(micro_spec(), config, float("nan"), 300.0)
+    assert not speed.remember_run_speed(micro_spec(), config.replace(small_epochs=0), 150.0, 300.0)  # not timed
+    assert speed.remember_run_speed(micro_spec(), config, 160.0, None)  # a run with no epoch at the smaller size
+    only_full = speed.measure_speed(micro_spec(), config, remember=True)
+    assert (only_full.train_images_per_s, only_full.runs) == (160.0, 1)  # the smaller size's rate: the measured
+    assert only_full.small_train_images_per_s * only_full.share == pytest.approx(200.0 * speed.SUSTAINED_SHARE)
+    speed.remember_measurement(speed.speed_cache_path(), *_the_entry_without_runs())
     assert speed.remember_run_speed(micro_spec(), config, 150.0, 300.0)
     once = speed.measure_speed(micro_spec(), config, remember=True)  # read from the disk at every call
     assert (once.train_images_per_s, once.small_train_images_per_s, once.runs) == (150.0, 300.0, 1)
