@@ -6,7 +6,7 @@ names. It takes a few seconds, so results are kept per network and setting for t
 speed a time budget is planned from (`plan_budget`) is also kept on disk, per machine. A few steps read the
 machine at one moment, and a shared machine's speed drifts by a fifth from minute to minute, so every run a
 budget planned that finishes corrects the kept speed with the rates it sustained (`remember_run_speed`): later
-plans take the median of the latest few runs, and spend the budget as those runs did.
+plans take the slowest of the latest few runs, so that a run as slow as that one still keeps to its budget.
 `estimate_run` turns a speed into the time of a whole run: every epoch's training images (the early epochs at
 the smaller size, when the config has them), the validation and test evaluations the config asks for, and the
 final evaluation of the best checkpoint when that is not the last epoch's.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -49,8 +48,9 @@ MEASURE_BATCH_CAP = 512
 # against 625 images/s at full size, 1,140 against 1,240 at 24 pixels); estimates allow for it.
 SUSTAINED_SHARE = 0.9
 # Rates a finished run sustained (`remember_run_speed`): the latest this many runs of one network and setting are
-# kept, and a plan takes their median. One run's rate differs from the next by a few percent (best on the AMD
-# host: epochs of 60 and 31 s, whole runs 516-538 s), so a plan from them keeps that share in hand.
+# kept, and a plan takes the slowest of them at each image size. Runs on one machine differ by a tenth (best on
+# the AMD host, five runs: 874 to 1,053 images/s at full size, the median 971; 19 epochs in 641 to 752 s), and
+# a plan's whole run must still keep to its budget when it is the slow one; a little more is kept in hand.
 RUN_SPEEDS_KEPT = 5
 RUN_SHARE = 0.97
 EVAL_BATCH = 256
@@ -71,7 +71,7 @@ class Speed:
     device: str
     precision: str
     small_train_images_per_s: float | None = None  # at the config's smaller image size, when it has small epochs
-    runs: int = 0  # finished runs whose sustained rates the training rates are the median of; 0: a few steps'
+    runs: int = 0  # finished runs whose slowest sustained rates the training rates are; 0: a few steps'
 
     @property
     def share(self) -> float:
@@ -80,14 +80,15 @@ class Speed:
 
     def rates_text(self) -> str:
         """The training rates and where they come from: 'the measured 612 training images/s (1,240 at the smaller
-        size)', or 'the 800 training images/s ... that the last 3 runs here sustained (median)'."""
+        size)', or 'the 874 training images/s ..., the slowest of the last 3 runs here'."""
         rates = f"{self.train_images_per_s:,.0f} training images/s"
         if self.small_train_images_per_s:
             rates += f" ({self.small_train_images_per_s:,.0f} at the smaller size)"
         if not self.runs:
             return f"the measured {rates}"
-        runs = "run" if self.runs == 1 else f"{self.runs} runs"
-        return f"the {rates} that the last {runs} here sustained" + (" (median)" if self.runs > 1 else "")
+        if self.runs == 1:
+            return f"the {rates} that the last run here sustained"
+        return f"the {rates}, the slowest of the last {self.runs} runs here"
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def _positive(value: object) -> bool:
 
 def _speed_from(value: object) -> Speed | None:
     """A Speed from a cache entry, or None when the entry is missing or not a sound measurement. Finished runs
-    kept in it replace the measured training rates with the median of theirs; unsound ones are passed over."""
+    kept in it replace the measured training rates with the slowest of theirs; unsound ones are passed over."""
     if not isinstance(value, dict) or set(value) - {"runs"} != set(_MEASURED):
         return None
     rates = [value["train_images_per_s"], value["eval_images_per_s"], value["batch"]]
@@ -206,9 +207,9 @@ def _speed_from(value: object) -> Speed | None:
     small = measured.small_train_images_per_s
     if small is not None:  # a plan with time to spare may train no epoch at the smaller size
         smalls = [r[1] for r in runs if r[1] is not None]
-        small = statistics.median(smalls) if smalls else small * SUSTAINED_SHARE / RUN_SHARE
+        small = min(smalls) if smalls else small * SUSTAINED_SHARE / RUN_SHARE
     return dataclasses.replace(
-        measured, train_images_per_s=statistics.median(r[0] for r in runs), small_train_images_per_s=small,
+        measured, train_images_per_s=min(r[0] for r in runs), small_train_images_per_s=small,
         runs=len(runs),
     )  # fmt: skip
 
@@ -398,7 +399,7 @@ def describe_estimate(
         f"({format_duration(estimate.epoch_s)} an epoch, {estimate.evaluations} test evaluations)"
     )
     detail = (
-        f"{'Measured here' if not speed.runs else f'Sustained by the last {speed.runs} runs here (median)'}: "
+        f"{'Measured here' if not speed.runs else f'The slowest of the last {speed.runs} runs here'}: "
         f"{speed.train_images_per_s:,.0f} training images/s at batch {speed.batch} "
         f"({speed.precision} on {speed.device}), {speed.eval_images_per_s:,.0f} evaluation images/s; "
         f"{estimate.train_images:,} training images an epoch. Other work on this machine slows it down."
