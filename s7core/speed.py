@@ -49,7 +49,7 @@ MEASURE_BATCH_CAP = 512
 SUSTAINED_SHARE = 0.9
 # Rates a finished run sustained (`remember_run_speed`): the latest this many runs of one network and setting are
 # kept, and a plan takes the slowest of them at each image size. Runs on one machine differ by a tenth (best on
-# the AMD host, five runs: 874 to 1,053 images/s at full size, the median 971; 19 epochs in 641 to 752 s), and
+# the AMD host, five runs: 874 to 1,053 images/s at full size, the median 971; 19 epochs in 641 to 757 s), and
 # a plan's whole run must still keep to its budget when it is the slow one; a little more is kept in hand.
 RUN_SPEEDS_KEPT = 5
 RUN_SHARE = 0.97
