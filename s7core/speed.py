@@ -345,8 +345,8 @@ def plan_budget(config: TrainConfig, speed: Speed, train_images: int, test_image
     """The most epochs of `config` whose estimated time (`estimate_run`) fits in its time budget, one at least;
     then, with the time left short of one more epoch, as few of them at the smaller size as still fit.
 
-    The smaller size saves time at a cost in accuracy (`best`, 14 epochs held out: 92.72% with 8 small against
-    93.10% with none), so time that would be left over goes to full-size epochs instead. The budget is for
+    The smaller size saves time at a cost in accuracy at equal epochs (held out, in README.md), so time that
+    would be left over goes to full-size epochs instead. The budget is for
     training and its test scorings; the process's start and the measurements before training (a few seconds)
     come on top. The plan depends on nothing but its arguments."""
     budget_s = config.time_budget * 60
