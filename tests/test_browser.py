@@ -31,6 +31,8 @@ from s7core import runs
 from s7core.config import settings
 from s7core.data import make_tiny_cifar10
 from s7core.evaluate import misclassified
+from s7core.spec import get_preset
+from s7core.summary import summarize
 
 pytestmark = pytest.mark.browser
 
@@ -318,6 +320,19 @@ def _select(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def _pick_preset(page, name: str) -> None:
+    """Pick preset `name` on the Train page and wait until the page has been redrawn for it.
+
+    The pick reruns the script, which draws the form anew with the preset's recipe; a field filled in before
+    that rerun has drawn it lands in the old form and is lost. The caption under the picker, drawn by the
+    rerun, names the preset's parameter count: once it shows, the new form is there or being drawn."""
+    caption = page.locator(FRESH).get_by_text(f"{summarize(get_preset(name)).total_params:,} parameters")
+    if not caption.is_visible():  # a second launch in the same session finds the preset still picked
+        _select(page, "Network", f"preset: {name}")
+    caption.wait_for(timeout=30_000)
+    _idle(page)
+
+
 def _set_number(page, label: str, value: int) -> None:
     field = page.locator(f'{FRESH} [data-testid="stNumberInput"] input').and_(  # not a stale copy being replaced
         page.get_by_label(label, exact=True)
@@ -367,8 +382,7 @@ def _architecture(page) -> list[float]:
 def _train(page, runs_dir: Path) -> None:
     """Launch one epoch of the tiny preset and watch it finish."""
     epochs, batch = (2, 128) if REAL_DATA else (3, 32)  # synthetic: about 70% after 3 short epochs
-    _select(page, "Network", "preset: tiny")
-    _idle(page)  # the form is redrawn for the tiny preset's recipe before its fields are filled in
+    _pick_preset(page, "tiny")
     declared = {s.path: s for s in settings()}  # the form's labels and headings
     _set_number(page, declared["epochs"].title, epochs)
     _set_number(page, declared["batch_size"].title, batch)

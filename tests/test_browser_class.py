@@ -30,7 +30,7 @@ from test_browser import (
     _browser_or_skip,
     _expand,
     _free_port,
-    _select,
+    _pick_preset,
     _set_number,
     _stop_runs,
     _wait_until_serving,
@@ -170,12 +170,8 @@ def _open(page, title: str) -> None:
 def _launch(page, name: str, epochs: int) -> None:
     """Launch a run of the tiny preset from the Train page."""
     _open(page, "Train")
-    tiny = page.locator(MAIN).get_by_text("32,298 parameters")  # the caption under the network picked
     page.wait_for_selector(IDLE, state="attached", timeout=30_000)
-    if not tiny.is_visible():  # a second launch in the same session finds tiny still picked
-        _select(page, "Network", "preset: tiny")
-    tiny.wait_for(timeout=30_000)
-    page.wait_for_selector(IDLE, state="attached", timeout=30_000)
+    _pick_preset(page, "tiny")
     declared = {s.path: s for s in settings()}
     _set_number(page, declared["epochs"].title, epochs)
     _set_number(page, declared["batch_size"].title, 32)
