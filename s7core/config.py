@@ -321,6 +321,11 @@ class TrainConfig:
         False, label="whitened first conv", group=_REGULARISE,
         help="set the first conv from whitened patches of training images, then freeze it",
     )  # fmt: skip
+    freeze_stem_bn: bool = setting(
+        False, label="frozen BN after the stem", group=_REGULARISE,
+        help="with a whitened first conv, also keep the BN right after it at scale 1 and shift 0: then nothing "
+        "below the second conv needs a gradient, and the backward pass stops at that conv's weights",
+    )  # fmt: skip
     seed: int = setting(
         0, label="random seed", low=0, high=2**31 - 1, step=1, group=_DEVICE,
         help="seeds the weights, the validation split, batch order and augmentation",
@@ -367,6 +372,12 @@ class TrainConfig:
         if not isinstance(self.augment, AugmentConfig):
             raise ConfigError(f"augment must be an AugmentConfig, got {self.augment!r} — use TrainConfig.from_dict")
         _check_fields(self, ConfigError)
+        if self.freeze_stem_bn and not self.whiten_stem:
+            raise ConfigError(
+                "freeze_stem_bn freezes the BN after a frozen, whitened first conv: turn whiten_stem on as well, "
+                "or turn freeze_stem_bn off",
+                _declaration(TrainConfig, "freeze_stem_bn"),
+            )
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise ConfigError(
                 "the nesterov optimizer needs a momentum above 0: set the momentum (e.g. 0.9) or pick sgd",

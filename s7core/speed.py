@@ -39,7 +39,7 @@ from s7core.evaluate import predict_logits
 from s7core.files import cache_root
 from s7core.model import build_model
 from s7core.spec import NetworkSpec
-from s7core.train import make_optimizer
+from s7core.train import freeze_stem, make_optimizer
 
 MEASURE_STEPS = 3  # timed training steps, after one warm-up step
 # images a step at most: the presets' own batches (best: 512 trains 7% slower per image than 256 on the AMD host)
@@ -111,6 +111,7 @@ def _settings_key(config: TrainConfig) -> list:
     c = config
     parts = [c.batch_size, c.precision, c.channels_last, c.device, c.optimizer, c.ema > 0]
     parts.append(c.small_size if c.small_epochs else None)
+    parts.append([c.whiten_stem, c.freeze_stem_bn])  # frozen layers skip their share of the backward pass
     return [*parts, c.tta_flip, c.tta_shift, dataclasses.asdict(c.augment)]
 
 
@@ -238,6 +239,7 @@ def _measure(spec: NetworkSpec, config: TrainConfig) -> Speed:
         model = build_model(spec).to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        freeze_stem(model, config)  # a frozen layer needs no gradient: less work per step
         # the precision the trainer will take: for 'auto' on the CPU, the one its own measurement picks
         choice = choose_precision(config.precision, device, model, spec.input_shape, batch, config.channels_last)
         precision = choice.precision

@@ -31,6 +31,7 @@ from s7core.device import PrecisionChoice, autocast, choose_precision, resolve_d
 from s7core.errors import UserError
 from s7core.evaluate import Evaluation, evaluate, loss_and_accuracy
 from s7core.model import S7Net, build_model
+from s7core.optim import SGD
 from s7core.spec import NetworkSpec
 
 CHECKPOINT_FORMAT = 1
@@ -149,12 +150,16 @@ def score_test_set(model: nn.Module, data: CifarData, config: TrainConfig, preci
     )  # fmt: skip
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer a config names, over all the model's parameters."""
-    params, c = model.parameters(), config
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | SGD:
+    """The optimizer a config names, over all the model's parameters. SGD on the CPU is s7core.optim's, which
+    spares the process torch.optim's start-up; on a GPU torch's, which updates all parameters in a few
+    kernels. Both do the same sums and save the same state."""
+    params, c = list(model.parameters()), config
     if c.optimizer in ("sgd", "nesterov"):
         nesterov = c.optimizer == "nesterov"
-        return torch.optim.SGD(params, c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=nesterov)
+        cpu = all(p.device.type == "cpu" for p in params)
+        sgd = SGD if cpu else torch.optim.SGD
+        return sgd(params, c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=nesterov)
     opt = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
     return opt(params, c.lr, betas=(c.momentum, 0.999), weight_decay=c.weight_decay)
 
@@ -223,12 +228,7 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4,
     (the whitening layer of airbench). Uses the first `max_images` uint8 images; output channels beyond
     twice the patch size keep their initial weights.
     """
-    stem = model.get_submodule(model.module_name(0)) if isinstance(model, S7Net) else None
-    if not isinstance(stem, nn.Conv2d) or stem.in_channels != 3 or stem.groups != 1 or stem.dilation != (1, 1):
-        raise ConfigError(
-            "whiten_stem needs a network whose first layer is a dense, undilated conv on the 3 colour channels "
-            "— make layer 0 such a conv or turn whiten_stem off"
-        )
+    stem = _stem(model)
     k, stride = stem.kernel_size[0], stem.stride[0]
     x = normalize(images[:max_images].cpu())  # (N, 3, H, W) float
     patches = x.unfold(2, k, stride).unfold(3, k, stride)  # (N, 3, H', W', k, k)
@@ -239,6 +239,37 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4,
     filters = torch.cat([top, -top], dim=1).T.reshape(2 * half, 3, k, k)
     stem.weight[: 2 * half] = filters.to(stem.weight.dtype)
     stem.weight.requires_grad_(False)
+
+
+def freeze_stem(model: nn.Module, config: TrainConfig) -> None:
+    """Freeze what `config` keeps fixed at the bottom of the net: the whitened first conv (whiten_stem) and,
+    with freeze_stem_bn, the affine of the BN right after it, so that the backward pass ends at the second
+    conv's weights (its input gradient, and the stem BN's and ReLU's backward passes, are never computed).
+    Both the trainer and the speed measurement call it, so the work they time is the same."""
+    if not config.whiten_stem:
+        return
+    stem = _stem(model)
+    stem.weight.requires_grad_(False)
+    if config.freeze_stem_bn:
+        after = model.get_submodule(model.module_name(1)) if len(model.spec.layers) > 1 else None
+        if not isinstance(after, nn.BatchNorm2d):
+            raise ConfigError(
+                "freeze_stem_bn needs a BN layer right after the first conv — make layer 1 a bn layer or turn "
+                "freeze_stem_bn off"
+            )
+        for p in after.parameters():
+            p.requires_grad_(False)
+
+
+def _stem(model: nn.Module) -> nn.Conv2d:
+    """The first layer, checked to be what whiten_stem needs: a dense, undilated conv on the colour channels."""
+    stem = model.get_submodule(model.module_name(0)) if isinstance(model, S7Net) else None
+    if not isinstance(stem, nn.Conv2d) or stem.in_channels != 3 or stem.groups != 1 or stem.dilation != (1, 1):
+        raise ConfigError(
+            "whiten_stem needs a network whose first layer is a dense, undilated conv on the 3 colour channels "
+            "— make layer 0 such a conv or turn whiten_stem off"
+        )
+    return stem
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -290,6 +321,7 @@ class _Loop:
         self.train_set, self.val_set, self.test_set = split_data(data, c.val_split, c.seed, self.device)
         if c.whiten_stem:  # before the optimizer and the weight average see the model
             whiten_first_conv(self.model, self.train_set[0])
+        freeze_stem(self.model, c)
         n = self.train_set[0].shape[0]
         self.batch = min(c.batch_size, n)
         self.steps_per_epoch = n // self.batch  # the last partial batch is dropped

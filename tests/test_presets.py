@@ -17,7 +17,7 @@ from s7core.rf.table import global_rf
 from s7core.rules import check_rules
 from s7core.spec import PRESETS, NetworkSpec, get_preset, layer
 from s7core.summary import summarize
-from s7core.train import train, whiten_first_conv
+from s7core.train import freeze_stem, train, whiten_first_conv
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -107,3 +107,39 @@ def test_training_with_a_whitened_stem_leaves_it_untouched(tmp_path) -> None:
     whiten_first_conv(reference, torch.as_tensor(data.train_images))
     assert torch.equal(result.model.layers[0].weight, reference.layers[0].weight)
     assert result.history[-1]["test_acc"] is not None
+
+
+def test_a_frozen_stem_bn_stays_at_scale_1_and_shift_0_while_the_next_bn_learns(tmp_path) -> None:
+    data = load_cifar10(make_tiny_cifar10(tmp_path, n_train=256, n_test=64))
+    config = get_recipe("fast").config.replace(
+        epochs=1, batch_size=64, precision="fp32", tta_flip=False, freeze_stem_bn=True
+    )
+    model = train(get_preset("fast"), config, data).model
+    stem_bn, next_bn = model.layers[1], model.layers[5]  # fast: conv, bn, relu, conv, maxpool, bn
+    assert isinstance(next_bn, torch.nn.BatchNorm2d)
+    assert torch.equal(stem_bn.weight, torch.ones_like(stem_bn.weight))
+    assert torch.equal(stem_bn.bias, torch.zeros_like(stem_bn.bias))
+    assert not stem_bn.weight.requires_grad and not stem_bn.bias.requires_grad
+    assert not torch.equal(next_bn.weight, torch.ones_like(next_bn.weight))  # trained
+    assert stem_bn.running_mean.abs().sum() > 0  # it still normalises with the batch statistics
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # what this test looks for
+def test_with_a_frozen_stem_nothing_below_the_second_conv_gets_a_gradient() -> None:
+    config = get_recipe("fast").config.replace(freeze_stem_bn=True)
+    model = build_model(get_preset("fast"))
+    freeze_stem(model, config)
+    seen = []
+    model.layers[3].register_full_backward_hook(lambda module, grad_in, grad_out: seen.append(grad_in[0]))
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    assert seen == [None]  # the second conv's input gradient is never computed
+    assert model.layers[3].weight.grad is not None
+    assert all(p.grad is None for p in [*model.layers[0].parameters(), *model.layers[1].parameters()])
+
+
+def test_freeze_stem_bn_says_what_it_needs() -> None:
+    with pytest.raises(ConfigError, match="turn whiten_stem on"):
+        TrainConfig(freeze_stem_bn=True)
+    spec = NetworkSpec((get_preset("tiny").layers[0], layer("relu"), *get_preset("tiny").layers[1:]))
+    with pytest.raises(ConfigError, match="layer 1 a bn layer"):
+        freeze_stem(build_model(spec), TrainConfig(whiten_stem=True, freeze_stem_bn=True))
