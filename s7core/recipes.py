@@ -76,7 +76,8 @@ _DECLARED: dict[str, tuple[str | None, str, dict[str, Any]]] = {
     ),
     "fast": (
         "default",
-        "Four epochs for the 'fast' preset on a CPU: a whitened, frozen first conv, a large batch at a high "
+        "Four epochs for the 'fast' preset on a CPU: a whitened, frozen first conv and a frozen BN after it "
+        "(so no gradient goes below the second conv), a large batch at a high "
         "peak learning rate, a smaller crop, the fastest precision of this machine (measured) and "
         "test-time augmentation with the mirror image and 1-pixel shifts, all training images, the test set "
         "scored once at the end. Chosen on held-out training images, never on the test set.",
@@ -89,6 +90,7 @@ _DECLARED: dict[str, tuple[str | None, str, dict[str, Any]]] = {
             "tta_flip": True,
             "tta_shift": True,
             "whiten_stem": True,
+            "freeze_stem_bn": True,
             "eval_every": 0,
         },
     ),
