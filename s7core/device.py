@@ -190,9 +190,13 @@ def measurement_key(device: torch.device, model: nn.Module, detail: str) -> str:
 
 
 def _probe_key(model: nn.Module, shape: tuple[int, ...], channels_last: bool) -> str:
-    """The precision probe's key: this machine and network, the probe's shape and memory layout."""
+    """The precision probe's key: this machine and network, the probe's shape and memory layout, and the
+    frozen parameters, if any (a frozen layer skips its share of the backward pass)."""
     layout = "channels_last" if channels_last else "contiguous"
-    return measurement_key(torch.device("cpu"), model, f"probe {shape} {layout}")
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    return measurement_key(
+        torch.device("cpu"), model, f"probe {shape} {layout}" + (f" frozen {frozen}" if frozen else "")
+    )
 
 
 def _processor() -> str:

@@ -99,9 +99,10 @@ _DECLARED: dict[str, tuple[str | None, str, dict[str, Any]]] = {
         "The 'fast' recipe stretched for the 'best' preset: as many epochs as fit in its time budget on the "
         "machine that trains (its speed measured before the first step, or sustained by the runs before), "
         "seven in ten of them on images scaled down to 24x24 pixels (about half the work of an epoch; fewer "
-        "when the time left short of one more epoch lets some of them train at full size) and the full crop. "
+        "when the time left short of one more epoch lets some of them train at full size), the full crop, and "
+        "the BN after the stem left to learn. "
         "Chosen on held-out training images, never on the test set.",
-        {"epochs": 10, "small_epochs": 7, "time_budget": 11.5, "augment.crop_padding": 4},
+        {"epochs": 10, "small_epochs": 7, "time_budget": 11.5, "augment.crop_padding": 4, "freeze_stem_bn": False},
     ),
 }
 

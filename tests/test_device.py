@@ -179,6 +179,17 @@ def test_the_measurement_is_kept_so_the_same_machine_chooses_the_same(monkeypatc
     assert choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True).precision == "bf16"
 
 
+def test_a_net_with_a_frozen_layer_is_measured_on_its_own(monkeypatch):
+    """A frozen layer skips its share of the backward pass, so it trains at another speed."""
+    calls = _fake_rates(monkeypatch, {"fp32": 100.0, "bf16": 200.0})
+    choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True)
+    frozen = _net()
+    next(frozen.parameters()).requires_grad_(False)
+    choose_precision("auto", CPU, frozen, (3, 32, 32), 64, True)
+    choose_precision("auto", CPU, _net(), (3, 32, 32), 64, True)  # the unfrozen one is read back
+    assert calls == ["fp32", "bf16"] * 2
+
+
 def test_measuring_leaves_the_model_and_the_random_streams_alone():
     model = _net().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -53,7 +53,8 @@ def test_descriptions_say_what_a_recipe_is_never_a_measured_figure():
 
 
 def test_changes_text_names_the_settings_in_words():
-    best = "epochs: 10; epochs at a smaller size: 7 epochs; time budget: 11.5 min; random-crop padding: 4 pixels"
+    best = "epochs: 10; epochs at a smaller size: 7 epochs; time budget: 11.5 min; random-crop padding: 4 pixels; "
+    best += "frozen BN after the stem: off"
     assert get_recipe("best").changes_text() == best
     assert get_recipe("default").changes_text() == "label smoothing: 0.1; held out for validation: 5,000 images"
     assert "test every: only after the last epoch" in get_recipe("fast").changes_text()
