@@ -133,3 +133,16 @@ def test_gpu_check_packs_the_data_in_parts_and_checks_them_before_it_needs_a_gpu
     missing = check("run")
     assert missing.returncode == 2 and "parts/2 is missing: send it first" in missing.stderr, missing.stderr
     assert check("pack", str(tmp_path / "nowhere")).returncode == 2
+
+
+@pytest.mark.parametrize("freeze", ["--freeze-stem-bn", "--no-freeze-stem-bn"])
+def test_step_parts_times_each_part_of_a_training_step(tmp_path: Path, freeze: str) -> None:
+    data = make_tiny_cifar10(tmp_path / "data", n_train=64, n_test=16)
+    command = [sys.executable, str(BENCH.with_name("step_parts.py")), "--preset", "fast", "--precision", "fp32",
+               "--steps", "2", "--warmup", "1", "--data-dir", str(data), freeze]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert ("stem BN frozen" in line) == (freeze == "--freeze-stem-bn"), line
+    assert all(f"{part} " in line for part in ("augment", "forward", "backward", "optimizer")), line
+    assert "batch 64" in line and "images/s" in line
