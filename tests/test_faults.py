@@ -41,6 +41,9 @@ from s7core.runs.store import (
 # The epoch-line fields a resumed run must reproduce exactly (times differ by nature).
 SAME_FIELDS = ("epoch", "global_step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "best")
 EPOCHS = 4
+# The run the random kills hit: long enough (about 1.5 s of training here, after about 1.5 s of start-up) that
+# the first kill, 1.6 s after the launch, still finds it running on a faster machine.
+KILLED_EPOCHS = 48
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +83,7 @@ def folder_is_readable(run_dir: Path) -> None:
     assert info.state in ("queued", "running", "stopped", "failed", "finished")
     read_metrics(run_dir)
     if (run_dir / LATEST_CHECKPOINT).exists():
-        assert load_checkpoint(run_dir / LATEST_CHECKPOINT)["epoch"] <= EPOCHS
+        assert load_checkpoint(run_dir / LATEST_CHECKPOINT)["epoch"] <= info.epochs
 
 
 def temp_files(run_dir: Path) -> list[str]:
@@ -88,31 +91,39 @@ def temp_files(run_dir: Path) -> list[str]:
     return [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.fixture(scope="module")
-def left_alone(tmp_path_factory, data_dir):
-    """The same run, never interrupted: what every resumed run must end as."""
-    run_dir = new_run(tmp_path_factory.mktemp("alone"), data_dir, epochs=EPOCHS)
-    execute_run(run_dir)
-    return comparable(run_dir), read_status(run_dir).final_accuracy
-
-
-@pytest.fixture(scope="module")
-def left_alone_on_one_thread(tmp_path_factory, data_dir):
-    """The run left alone with one torch thread, as a cluster's trainer runs it by default: sums over two threads
-    round differently in the last bits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(CLUSTER_DEFAULT_CPUS)
+def _left_alone(tmp_path_factory, data_dir, epochs: int, threads: int | None = None):
+    """The run of `epochs` epochs, never interrupted (on `threads` torch threads, if given): what every resumed
+    run must end as."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
     try:
-        run_dir = new_run(tmp_path_factory.mktemp("alone1"), data_dir, epochs=EPOCHS)
+        run_dir = new_run(tmp_path_factory.mktemp("alone"), data_dir, epochs=epochs)
         execute_run(run_dir)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     return comparable(run_dir), read_status(run_dir).final_accuracy
+
+
+@pytest.fixture(scope="module")
+def left_alone(tmp_path_factory, data_dir):
+    return _left_alone(tmp_path_factory, data_dir, EPOCHS)
+
+
+@pytest.fixture(scope="module")
+def left_alone_long(tmp_path_factory, data_dir):
+    return _left_alone(tmp_path_factory, data_dir, KILLED_EPOCHS)
+
+
+@pytest.fixture(scope="module")
+def left_alone_long_on_one_thread(tmp_path_factory, data_dir):
+    """As a cluster's trainer runs it by default: sums over two threads round differently in the last bits."""
+    return _left_alone(tmp_path_factory, data_dir, KILLED_EPOCHS, CLUSTER_DEFAULT_CPUS)
 
 
 def test_kills_at_random_moments_then_resume_end_as_the_run_left_alone(tmp_path, data_dir, executor, request):
-    left_alone = request.getfixturevalue("left_alone" if executor.name == LOCAL else "left_alone_on_one_thread")
-    run_dir = new_run(tmp_path, data_dir, epochs=EPOCHS)
+    fixture = "left_alone_long" if executor.name == LOCAL else "left_alone_long_on_one_thread"
+    left_alone = request.getfixturevalue(fixture)
+    run_dir = new_run(tmp_path, data_dir, epochs=KILLED_EPOCHS)
     chance = random.Random(7)
     kills = 0
     # on a cluster each start is a new Ray job (its supervisor first, seconds): two kills keep the test short
