@@ -1,11 +1,13 @@
-"""Each preset's depthwise convs, forward + backward, through torch's own kernels and through s7core's weight
-gradient (`s7core/depthwise.py`), in fp32 and bf16, channels-last, at the shapes the network gives them.
+"""Each preset's depthwise convs, forward + backward, through torch's own kernels, through s7core's weight
+gradient and as s7core's per-channel matrix products (`s7core/depthwise.py`), in fp32 and bf16, channels-last,
+at the shapes the network gives them.
 
     python bench/depthwise_speed.py [--presets tiny seed fast best] [--batch 128] [--repeats 8] [--json FILE]
 
 Prints one line per depthwise conv and precision: its input, stride and dilation, the median milliseconds of
 a forward and backward pass each way, and which way a training step takes (s7core's only for dilated convs on
-maps of at most `SMALL_MAP_PIXELS` output pixels). Run it before changing that limit.
+maps of at most `SMALL_MAP_PIXELS` output pixels: the matrix products in bf16, the weight gradient sums
+otherwise). Run it before changing that limit or the dtype that takes the products.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s7core.depthwise import DepthwiseConv2d, depthwise_conv  # noqa: E402
+from s7core.depthwise import DepthwiseConv2d, depthwise_conv, small_map_conv  # noqa: E402
 from s7core.files import atomic_write  # noqa: E402
 from s7core.model import build_model  # noqa: E402
 from s7core.spec import get_preset  # noqa: E402
@@ -57,16 +59,23 @@ def median_ms(step, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def time_both(conv: DepthwiseConv2d, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Median ms of a forward and backward pass of `conv` on x: torch's own kernels, then s7core's gradient."""
+WAYS = ("torch", "sums", "products")  # torch's kernels; s7core's weight gradient sums; its matrix products
+
+
+def time_ways(conv: DepthwiseConv2d, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median ms of a forward and backward pass of `conv` on x, each of the WAYS."""
 
     def torchs() -> None:
         nn.Conv2d._conv_forward(conv, x, conv.weight, conv.bias).backward(grad)
 
-    def s7core() -> None:
+    def sums() -> None:
         depthwise_conv(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation).backward(grad)
 
-    return median_ms(torchs, repeats), median_ms(s7core, repeats)
+    def products() -> None:
+        small_map_conv(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation).backward(grad)
+
+    steps = {"torch": torchs, "sums": sums, "products": products}
+    return {way: median_ms(steps[way], repeats) for way in WAYS}
 
 
 def main() -> None:
@@ -87,18 +96,20 @@ def main() -> None:
                 x = torch.randn(args.batch, *shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
                 x.requires_grad_()
                 grad = torch.randn_like(conv(x))
-                torch_ms, s7core_ms = time_both(conv, x, grad, args.repeats)
+                ms = time_ways(conv, x, grad, args.repeats)
+                takes = "torch"
+                if conv.own_gradient(x, conv.weight):
+                    takes = "products" if dtype == torch.bfloat16 else "sums"
                 row = {
                     "preset": preset, "layer": name, "input": list(shape), "stride": conv.stride[0],
                     "dilation": conv.dilation[0], "dtype": str(dtype).removeprefix("torch."),
-                    "torch_ms": round(torch_ms, 2), "s7core_ms": round(s7core_ms, 2),
-                    "training_takes": "s7core" if conv.own_gradient(x, conv.weight) else "torch",
+                    **{f"{way}_ms": round(ms[way], 2) for way in WAYS}, "training_takes": takes,
                 }  # fmt: skip
                 rows.append(row)
+                times = ", ".join(f"{way} {ms[way]:7.2f} ms" for way in WAYS)
                 print(
                     f"{preset:5} {name:20} in {'x'.join(map(str, shape)):9} stride {row['stride']} dilation "
-                    f"{row['dilation']} {row['dtype']:8}: torch {row['torch_ms']:7.2f} ms, s7core "
-                    f"{row['s7core_ms']:7.2f} ms; training takes {row['training_takes']}",
+                    f"{row['dilation']} {row['dtype']:8}: {times}; training takes {takes}",
                     flush=True,
                 )
             conv.float()

@@ -10,9 +10,17 @@ in batches of images small enough to stay in the processor's cache.
 
 The forward pass and the input gradient are torch's own kernels; only the weight gradient differs, and it is
 the same sum up to the order of additions (accumulated in fp32 at least, whatever the precision).
+
+In bf16 the same small-map conv runs faster still as matrix products (`small_map_conv`): on a map of P output
+and Q input pixels, each channel's filter is a P x Q matrix (its taps placed where they fall), so the conv is
+one (images x Q) by (Q x P) product per channel, and autograd's backward of those products is both gradients.
+torch's bf16 batched matrix product is fast on CPUs with bf16 units, where the fp32 one of such small matrices
+is not; fp32 and fp16 keep the path above (`bench/depthwise_speed.py` times them).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +48,13 @@ class DepthwiseConv2d(nn.Conv2d):
             x, weight = x.to(dtype), weight.to(dtype)
             bias = bias.to(dtype) if bias is not None else None
         with torch.autocast("cpu", enabled=False):
-            return depthwise_conv(x, weight, bias, self.stride, self.padding, self.dilation)
+            conv = small_map_conv if x.dtype == torch.bfloat16 else depthwise_conv
+            return conv(x, weight, bias, self.stride, self.padding, self.dilation)
 
     def own_gradient(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
-        """Whether this call goes through `weight_grad`: CPU training (a gradient to compute) of a dilated conv
-        on a small map, where torch's generic path is slow. Undilated ones torch computes fast enough."""
+        """Whether this call takes s7core's way (`small_map_conv` in bf16, else `weight_grad`): CPU training (a
+        gradient to compute) of a dilated conv on a small map, where torch's generic path is slow. Undilated ones
+        torch computes fast enough."""
         return (
             x.device.type == "cpu"
             and x.dim() == 4
@@ -68,6 +78,63 @@ def depthwise_conv(
     """F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels), its weight gradient from
     `weight_grad`; x, weight and bias of one dtype, autocast off."""
     return _DepthwiseConv.apply(x, weight, bias, stride, padding, dilation)
+
+
+def small_map_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels) as one matrix product per channel:
+    the (N, Q) input pixels of a channel times its (Q, P) filter matrix. For small maps (P and Q pixels)."""
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[-2:]
+    taps = _taps((h, w), (kh, kw), stride, padding, dilation).to(weight.dtype)  # (kh * kw, P, Q)
+    ho, wo = _output_size((h, w), (kh, kw), stride, padding, dilation)
+    filters = torch.einsum("ct,tpq->cpq", weight.reshape(c, kh * kw), taps)  # (C, P, Q)
+    out = torch.bmm(x.transpose(0, 1).reshape(c, n, h * w), filters.transpose(1, 2))  # (C, N, P)
+    out = out.view(c, n, ho, wo).transpose(0, 1)
+    return out if bias is None else out + bias.view(1, c, 1, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _taps(
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> torch.Tensor:
+    """For each filter tap t, the 0/1 matrix (P, Q) that is 1 where output pixel p reads input pixel q through
+    t; taps that fall on the zero padding read nothing. Pixels are numbered row by row."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = size, kernel, stride, padding, dilation
+    ho, wo = _output_size(size, kernel, stride, padding, dilation)
+    taps = torch.zeros(kh * kw, ho * wo, h * w)
+    for i in range(kh):
+        for j in range(kw):
+            for a in range(ho):
+                for b in range(wo):
+                    row, col = a * sh - ph + i * dh, b * sw - pw + j * dw
+                    if 0 <= row < h and 0 <= col < w:
+                        taps[i * kw + j, a * wo + b, row * w + col] = 1
+    return taps
+
+
+def _output_size(
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int]:
+    """The output map's (height, width) of a conv with these settings on a map of `size`."""
+    return tuple(  # type: ignore[return-value]
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation, strict=True)
+    )
 
 
 def weight_grad(
@@ -98,11 +165,8 @@ def weight_grad(
 
 
 def _output_pixels(conv: nn.Conv2d, size: tuple[int, int]) -> int:
-    sides = [
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True)
-    ]
-    return sides[0] * sides[1]
+    ho, wo = _output_size(tuple(size), conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    return ho * wo
 
 
 class _DepthwiseConv(torch.autograd.Function):

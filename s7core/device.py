@@ -103,6 +103,9 @@ PRECISION_PROBE_STEPS = 3  # timed training steps per candidate precision, after
 PRECISION_PROBE_BATCH = 128  # images per probe step at most: enough to rank the two, cheap on a slow CPU
 PRECISION_CACHE_FILE = "precision.json"  # under the cache root: measured speeds by machine and network
 MEASUREMENT_CACHE_ENTRIES = 200  # per cache file
+# The version of s7core's own kernels that a measured speed was taken with (its depthwise conv paths, its
+# optimizer step): raised whenever they change, so that a speed measured before is measured again.
+KERNELS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def network_key(model: nn.Module) -> str:
 def measurement_key(device: torch.device, model: nn.Module, detail: str) -> str:
     """The key of a measured speed, in every cache of them: this machine, this network as built, and `detail`,
     what else that measurement depends on (its batch, layout, settings)."""
-    return f"{machine_key(device)} | {network_key(model)} | {detail}"
+    return f"{machine_key(device)} | {network_key(model)} | kernels {KERNELS_VERSION} | {detail}"
 
 
 def _probe_key(model: nn.Module, shape: tuple[int, ...], channels_last: bool) -> str:

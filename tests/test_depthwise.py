@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s7core import depthwise
-from s7core.depthwise import DepthwiseConv2d, weight_grad
+from s7core.depthwise import DepthwiseConv2d, small_map_conv, weight_grad
 from s7core.device import autocast
 from s7core.model import SeparableConv2d, build_model
 from s7core.spec import get_preset
@@ -46,6 +46,32 @@ def test_the_weight_gradient_equals_torchs_in_float64(c, size, k, s, p, d):
     ours = weight_grad(x, g, (k, k), (s, s), (p, p), (d, d))
     assert ours.shape == w.shape and ours.dtype == torch.float64
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)  # the same sum in another order
+
+
+@pytest.mark.parametrize("c,size,k,s,p,d", SHAPES)
+def test_the_matrix_products_give_torchs_output_and_gradients_in_float64(c, size, k, s, p, d):
+    gen = torch.Generator().manual_seed(size * 5 + k)
+    x = torch.randn(3, c, size, size, generator=gen, dtype=torch.float64)
+    w = torch.randn(c, 1, k, k, generator=gen, dtype=torch.float64)
+    b = torch.randn(c, generator=gen, dtype=torch.float64)
+    results = []
+    for conv in (
+        lambda *t: F.conv2d(*t, (s, s), (p, p), (d, d), c),
+        lambda *t: small_map_conv(*t, (s, s), (p, p), (d, d)),
+    ):
+        inputs = [t.clone().requires_grad_() for t in (x, w, b)]
+        out = conv(*inputs)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view(out.shape))
+        results.append((out.detach(), *(t.grad for t in inputs)))
+    for ours, torchs in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(ours, torchs, rtol=1e-10, atol=1e-12)
+
+
+def test_a_rectangular_map_numbers_its_pixels_row_by_row():
+    x = torch.randn(2, 3, 3, 5, dtype=torch.float64)
+    w = torch.randn(3, 1, 3, 3, dtype=torch.float64)
+    expected = F.conv2d(x, w, None, 1, 2, 2, 3)
+    torch.testing.assert_close(small_map_conv(x, w, None, (1, 1), (2, 2), (2, 2)), expected)
 
 
 def test_batches_split_into_chunks_sum_to_the_same_gradient(monkeypatch):
@@ -96,6 +122,19 @@ def test_under_bf16_autocast_it_computes_in_bf16_as_autocast_would():
         assert conv.weight.grad.dtype == torch.float32  # the parameter stays fp32
         grads.append(conv.weight.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=0.03, atol=0.03 * grads[1].abs().max().item())
+
+
+def test_in_bf16_training_takes_the_matrix_products(monkeypatch):
+    calls = []
+    monkeypatch.setattr(depthwise, "small_map_conv", lambda *a: calls.append("products") or F.conv2d(*a, a[0].shape[1]))
+    monkeypatch.setattr(depthwise, "depthwise_conv", lambda *a: calls.append("sums") or F.conv2d(*a, a[0].shape[1]))
+    conv = DepthwiseConv2d(4, 3, 1, 2, 2, bias=False)
+    x = torch.randn(2, 4, 4, 4, requires_grad=True)
+    conv(x)
+    with autocast(CPU, "bf16"):
+        conv(x)
+    conv.to(torch.bfloat16)(x.detach().bfloat16().requires_grad_())
+    assert calls == ["sums", "products", "products"]
 
 
 def test_bf16_dw32_keeps_the_depthwise_conv_in_fp32():
