@@ -99,7 +99,7 @@ def depthwise_forward(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 BF16_MARGIN = 1.05  # a candidate must train this much faster than a more exact one to be chosen over it
-PRECISION_PROBE_STEPS = 3  # timed training steps per candidate precision, after one untimed warm-up step
+PRECISION_PROBE_STEPS = 5  # timed training steps per candidate precision, after one untimed warm-up step
 PRECISION_PROBE_BATCH = 128  # images per probe step at most: enough to rank the two, cheap on a slow CPU
 PRECISION_CACHE_FILE = "precision.json"  # under the cache root: measured speeds by machine and network
 MEASUREMENT_CACHE_ENTRIES = 200  # per cache file
@@ -146,7 +146,8 @@ def choose_precision(
     candidates = precision_candidates(model)
     measured = read_measurements(precision_cache_path()).get(key)
     if not _is_measurement(measured, candidates):
-        measured = {name: round(_training_rate(model, name, device, shape, channels_last), 1) for name in candidates}
+        rates = _training_rates(model, candidates, device, shape, channels_last)
+        measured = {name: round(rates[name], 1) for name in candidates}
         remember_measurement(precision_cache_path(), key, measured)
     chosen = candidates[0]
     for name in candidates[1:]:
@@ -231,21 +232,29 @@ def remember_measurement(path: Path, key: str, value: object) -> None:
             json.dump(dict(list(entries.items())[-MEASUREMENT_CACHE_ENTRIES:]), f, indent=1)
 
 
-def _training_rate(
-    model: nn.Module, precision: str, device: torch.device, shape: tuple[int, ...], channels_last: bool
-) -> float:
-    """Images per second of forward + backward passes of a copy of `model` at `precision`, median of a few steps."""
+def _training_rates(
+    model: nn.Module, candidates: tuple[str, ...], device: torch.device, shape: tuple[int, ...], channels_last: bool
+) -> dict[str, float]:
+    """Images per second of forward + backward passes of a copy of `model` at each candidate precision, the
+    median of a few steps each. The candidates take turns, one step each, so that a machine whose speed drifts
+    while it measures (a shared host) slows them alike instead of whichever came last."""
     probe = copy.deepcopy(model).train()
     generator = torch.Generator(device).manual_seed(0)
     x = torch.randn(*shape, generator=generator, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
-    for step in range(PRECISION_PROBE_STEPS + 1):
+
+    def step(precision: str) -> float:
         start = time.perf_counter()
         with autocast(device, precision):
             loss = probe(x).float().square().mean()
         loss.backward()
-        if step:  # the first step warms the kernels up
-            times.append(time.perf_counter() - start)
-    return shape[0] / statistics.median(times)
+        return time.perf_counter() - start
+
+    for precision in candidates:  # the first step of each warms its kernels up
+        step(precision)
+    times: dict[str, list[float]] = {precision: [] for precision in candidates}
+    for _ in range(PRECISION_PROBE_STEPS):
+        for precision in candidates:
+            times[precision].append(step(precision))
+    return {precision: shape[0] / statistics.median(times[precision]) for precision in candidates}

@@ -72,11 +72,11 @@ def _fake_rates(monkeypatch, rates: dict[str, float]) -> list[str]:
     """Replace the timing by fixed rates; returns the list of precisions measured, in order."""
     calls: list[str] = []
 
-    def rate(model, precision, device, shape, channels_last):
-        calls.append(precision)
-        return rates[precision]
+    def measure(model, candidates, device, shape, channels_last):
+        calls.extend(candidates)
+        return {precision: rates[precision] for precision in candidates}
 
-    monkeypatch.setattr(device_module, "_training_rate", rate)
+    monkeypatch.setattr(device_module, "_training_rates", measure)
     return calls
 
 

@@ -251,9 +251,12 @@ def test_auto_precision_is_measured_once_said_first_and_kept_on_resume(tiny_data
     """The choice comes first among the events, goes into the checkpoint, and a resumed session reuses it."""
     rates = {"fp32": 100.0, "bf16-dw32": 200.0, "bf16": 300.0}  # micro_spec has a depthwise conv
     measured = []
-    monkeypatch.setattr(
-        "s7core.device._training_rate", lambda model, p, *rest: measured.append(p) or rates[p]
-    )  # fmt: skip
+
+    def measure(model, names, *rest):
+        measured.extend(names)
+        return {p: rates[p] for p in names}
+
+    monkeypatch.setattr("s7core.device._training_rates", measure)
     config = quick_config(epochs=2, precision="auto")
     events, saved = [], []
     steps = iter(range(1000))

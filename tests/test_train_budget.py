@@ -209,7 +209,7 @@ def test_both_caches_of_speeds_key_a_network_as_it_is_built_so_a_change_in_the_c
     speed.measure_speed(micro_spec(), config, remember=True)
     assert torch.equal(torch.get_rng_state(), rng)  # the net built for the key leaves the caller's stream alone
     built = device.network_key(build_model(micro_spec()))
-    monkeypatch.setattr(device, "_training_rate", lambda model, name, *rest: 100.0)
+    monkeypatch.setattr(device, "_training_rates", lambda model, names, *rest: dict.fromkeys(names, 100.0))
     device.choose_precision("auto", torch.device("cpu"), build_model(micro_spec()), (3, 32, 32), 64, True)
     for path in (speed.speed_cache_path(), device.precision_cache_path()):
         (key,) = speed.read_measurements(path)
@@ -336,7 +336,7 @@ def test_epochs_given_after_the_plan_turn_the_budget_off_and_keep_its_smaller_ep
 def test_the_speed_a_budget_plans_from_is_measured_at_the_precision_the_run_chose(tiny_data, monkeypatch):
     """A speed kept from another precision (or from before a new choice) never plans this run."""
     rates = {"fp32": 100.0, "bf16-dw32": 300.0, "bf16": 200.0}  # micro_spec has a depthwise conv
-    monkeypatch.setattr("s7core.device._training_rate", lambda model, p, *rest: rates[p])
+    monkeypatch.setattr("s7core.device._training_rates", lambda model, names, *rest: {p: rates[p] for p in names})
     asked: list[str] = []
     rate = a_speed(train_images_per_s=2000.0, eval_images_per_s=4000.0)
     monkeypatch.setattr(
