@@ -36,6 +36,9 @@ from s7core.spec import get_preset  # noqa: E402
 from s7core.speed import read_measurements, remember_measurement, speed_cache_path  # noqa: E402
 
 MAX_WAIT_S = 12.0  # the latest a random kill comes after a start: most sessions die young, as in a class
+# Fresh copies a run may train before the kills asked for have landed: a run too short for its kills (each one
+# finishing first) ends the benchmark with a message instead of looping on.
+MAX_COPIES_PER_KILL = 4
 SAME_FIELDS = ("epoch", "global_step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "best")
 
 
@@ -124,6 +127,9 @@ def main() -> int:
     run_s = time.monotonic() - started
     assert reference.state.value == "finished", (reference, executor.logs(alone))
     print(f"left alone: finished in {run_s:.1f} s, final accuracy {reference.final_accuracy}", flush=True)
+    # a kill in training comes within the time the run left alone trained, so most land before the end
+    train_s = max((r["elapsed_s"] for r in read_metrics(alone, "epoch")), default=MAX_WAIT_S)
+    training_wait_s = min(MAX_WAIT_S, train_s)
     plan_as_the_first()
 
     run_dir = new_run(root, data, "killed", args.epochs, args.time_budget, args.preset)
@@ -138,6 +144,10 @@ def main() -> int:
     while len(kills) < args.kills:
         if read_status(run_dir).state.value == "finished":  # the run outran the kills: train it again from scratch
             copies.append(ends_as_alone(run_dir))
+            if len(copies) > MAX_COPIES_PER_KILL * args.kills:
+                print(f"FAIL: the run finished first {len(copies)} times with {len(kills)} of {args.kills} kills "
+                      "landed; train longer runs (--epochs)")  # fmt: skip
+                return 1
             plan_as_the_first()
             print(f"copy {len(copies)} finished, same as left alone: {copies[-1]}; starting a fresh copy", flush=True)
             run_dir = new_run(root, data, f"killed-{len(copies)}", args.epochs, args.time_budget, args.preset)
@@ -152,7 +162,7 @@ def main() -> int:
                 time.sleep(chance.uniform(0.0, 2.0))  # not always the first write after start-up
                 wait_for_write(run_dir, stale, timeout_s=run_s)
             else:
-                time.sleep(chance.uniform(0.0, MAX_WAIT_S))
+                time.sleep(chance.uniform(0.0, training_wait_s))
         status = executor.state(run_dir)
         if not status.state.active:
             continue
