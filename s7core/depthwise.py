@@ -92,7 +92,7 @@ def small_map_conv(
     the (N, Q) input pixels of a channel times its (Q, P) filter matrix. For small maps (P and Q pixels)."""
     n, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
-    taps = _taps((h, w), (kh, kw), stride, padding, dilation).to(weight.dtype)  # (kh * kw, P, Q)
+    taps = _taps((h, w), (kh, kw), stride, padding, dilation).to(weight.device, weight.dtype)  # (kh * kw, P, Q)
     ho, wo = _output_size((h, w), (kh, kw), stride, padding, dilation)
     filters = torch.einsum("ct,tpq->cpq", weight.reshape(c, kh * kw), taps)  # (C, P, Q)
     out = torch.bmm(x.transpose(0, 1).reshape(c, n, h * w), filters.transpose(1, 2))  # (C, N, P)
