@@ -14,8 +14,8 @@ the same sum up to the order of additions (accumulated in fp32 at least, whateve
 In bf16 the same small-map conv runs faster still as matrix products (`small_map_conv`): on a map of P output
 and Q input pixels, each channel's filter is a P x Q matrix (its taps placed where they fall), so the conv is
 one (images x Q) by (Q x P) product per channel, and autograd's backward of those products is both gradients.
-torch's bf16 batched matrix product is fast on CPUs with bf16 units, where the fp32 one of such small matrices
-is not; fp32 and fp16 keep the path above (`bench/depthwise_speed.py` times them).
+torch's bf16 batched matrix product of such small matrices was fast on the Xeon with AMX where it was measured,
+and its fp32 one slow; fp32 and fp16 keep the path above (`bench/depthwise_speed.py` times them on a host).
 """
 
 from __future__ import annotations
