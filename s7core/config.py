@@ -266,6 +266,13 @@ class TrainConfig:
         "fit in this many minutes, test scorings included; the epochs at a smaller size keep their share of the "
         "epochs set above (0 = off: train the epochs set)",
     )  # fmt: skip
+    keep_to_budget: bool = setting(
+        True, label="keep to the budget", group=_OPTIMIZER,
+        help="with a time budget: after every epoch the run compares its own speed with the one it was planned "
+        "at, and when it has fallen behind (the machine slowed down) it trains fewer of the epochs still to come, "
+        "so that it still ends within the budget. Off: it trains the epochs planned before the first step, "
+        "however long they take, so that a stopped and resumed run always ends as one left alone",
+    )  # fmt: skip
     schedule: str = setting(
         "onecycle", label="schedule", choices=SCHEDULES, group=_SCHEDULE,
         help="how the learning rate moves: onecycle (rise, then fall to 0), cosine, step (drops every few "

@@ -53,6 +53,11 @@ SUSTAINED_SHARE = 0.9
 # a plan's whole run must still keep to its budget when it is the slow one; a little more is kept in hand.
 RUN_SPEEDS_KEPT = 5
 RUN_SHARE = 0.97
+# After every epoch a budgeted run compares its own rates so far with its plan (`replan_budget`), and cuts the
+# epochs still to come when at those rates it would end more than this share of its budget late. The margin
+# keeps a run on its plan through the small wobbles of a machine's speed (so that a killed and resumed run
+# still trains the schedule of the run left alone); a cut plan then fits the budget itself.
+OVERRUN_ALLOWED = 0.02
 EVAL_BATCH = 256
 TEST_IMAGES = 10_000  # the CIFAR-10 test set, evaluated after the run and whenever the config asks
 TRAIN_IMAGES = 50_000  # the CIFAR-10 training set, assumed when the data folder cannot say
@@ -72,10 +77,13 @@ class Speed:
     precision: str
     small_train_images_per_s: float | None = None  # at the config's smaller image size, when it has small epochs
     runs: int = 0  # finished runs whose slowest sustained rates the training rates are; 0: a few steps'
+    this_run: bool = False  # the rates the running run has sustained so far (`replan_budget`)
 
     @property
     def share(self) -> float:
         """The share of these training rates a whole run is expected to sustain."""
+        if self.this_run:
+            return 1.0
         return RUN_SHARE if self.runs else SUSTAINED_SHARE
 
     def rates_text(self) -> str:
@@ -84,6 +92,8 @@ class Speed:
         rates = f"{self.train_images_per_s:,.0f} training images/s"
         if self.small_train_images_per_s:
             rates += f" ({self.small_train_images_per_s:,.0f} at the smaller size)"
+        if self.this_run:
+            return f"the {rates} this run has sustained"
         if not self.runs:
             return f"the measured {rates}"
         if self.runs == 1:
@@ -285,9 +295,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def estimate_run(config: TrainConfig, speed: Speed, train_images: int, test_images: int = TEST_IMAGES) -> RunEstimate:
+def estimate_run(
+    config: TrainConfig, speed: Speed, train_images: int, test_images: int = TEST_IMAGES, done_epochs: int = 0
+) -> RunEstimate:
     """The time a run of `config` takes at `speed` on a data set of `train_images` training and `test_images`
-    test images."""
+    test images; with `done_epochs`, the time still to go after that many epochs and their evaluations (the
+    average epoch stays the whole run's)."""
     c = config
     fit = max(train_images - c.val_split, 0)
     batch = min(c.batch_size, fit) or 1
@@ -297,9 +310,14 @@ def estimate_run(config: TrainConfig, speed: Speed, train_images: int, test_imag
         total_steps = min(total_steps, c.max_steps)
     epochs = math.ceil(total_steps / steps_per_epoch)
     small_steps = min(c.small_epochs * steps_per_epoch, total_steps) if speed.small_train_images_per_s else 0
-    train_s = small_steps * batch / (speed.small_train_images_per_s or 1.0)
-    train_s += (total_steps - small_steps) * batch / speed.train_images_per_s
-    train_s /= speed.share
+
+    def train_s(start_step: int) -> float:
+        """Training seconds of the steps from `start_step` to the run's end."""
+        small = max(small_steps - start_step, 0)
+        full = max(total_steps - max(start_step, small_steps), 0)
+        seconds = small * batch / (speed.small_train_images_per_s or 1.0) + full * batch / speed.train_images_per_s
+        return seconds / speed.share
+
     # A test evaluation runs every eval_every epochs and after the last one; with a validation split, also after
     # every epoch that improves on it (most of them early on), and every epoch when the schedule watches it. A
     # curve-only subset is scored without test-time augmentation, so its images cost a fraction of a view each.
@@ -311,9 +329,18 @@ def estimate_run(config: TrainConfig, speed: Speed, train_images: int, test_imag
     again = 1 if c.val_split > 0 or (due and not subset) else 0
     evaluations = 1 + len(due) + again
     subset = min(subset, test_images)
-    eval_images = epochs * c.val_split + (1 + again) * test_images + len(due) * (subset / views or test_images)
-    total = train_s + eval_images / speed.eval_images_per_s
-    return RunEstimate(total, total / epochs, steps_per_epoch * batch, evaluations)
+
+    def eval_s(done: int) -> float:
+        """Evaluation seconds after the epochs that follow the first `done`."""
+        if done >= epochs:
+            return 0.0
+        later = sum(1 for e in due if e > done)
+        images = (epochs - done) * c.val_split + (1 + again) * test_images + later * (subset / views or test_images)
+        return images / speed.eval_images_per_s
+
+    whole = train_s(0) + eval_s(0)
+    to_go = train_s(done_epochs * steps_per_epoch) + eval_s(done_epochs) if done_epochs else whole
+    return RunEstimate(to_go, whole / epochs, steps_per_epoch * batch, evaluations)
 
 
 @dataclass(frozen=True)
@@ -334,6 +361,17 @@ class BudgetPlan:
             f"{self.epochs} epochs{small} fit in {format_duration(self.budget_s)}: about "
             f"{format_duration(self.estimate_s)} at {speed.rates_text()} and {speed.eval_images_per_s:,.0f} "
             f"evaluation images/s ({speed.precision}){over}"
+        )
+
+    def describe_cut(self, config: TrainConfig, speed: Speed, done_epochs: int) -> str:
+        """'after 3 epochs at the 1,650 training images/s ... this run has sustained, 21 epochs (15 at 24x24
+        pixels) fit in 11 min 30 s: about 11 min 24 s in all' (a plan `replan_budget` cut)."""
+        small = f" ({self.small_epochs} at {config.small_size}x{config.small_size} pixels)" if self.small_epochs else ""
+        over = "" if self.fits else "; even one more epoch ends past the budget, so it trains one"
+        return (
+            f"after {done_epochs} epoch{'s' if done_epochs != 1 else ''} at {speed.rates_text()}, slower than "
+            f"planned: {self.epochs} epochs{small} fit in {format_duration(self.budget_s)}, about "
+            f"{format_duration(self.estimate_s)} in all{over}"
         )
 
 
@@ -367,6 +405,44 @@ def plan_budget(config: TrainConfig, speed: Speed, train_images: int, test_image
         chosen = chosen.replace(small_epochs=chosen.small_epochs - 1)
     estimate = total(chosen)
     return BudgetPlan(chosen.epochs, chosen.small_epochs, estimate, budget_s, estimate <= budget_s)
+
+
+def replan_budget(
+    config: TrainConfig,
+    speed: Speed,
+    train_images: int,
+    test_images: int,
+    done_epochs: int,
+    elapsed_s: float,
+) -> BudgetPlan | None:
+    """A shorter plan for a budgeted run after `done_epochs` epochs and `elapsed_s` seconds of it, when at
+    `speed` (its own rates so far) the planned run `config` would end more than OVERRUN_ALLOWED of its budget
+    late; None while it keeps to its plan.
+
+    The epochs done stay as they were trained, and no more of them are at the smaller size than planned (that
+    size costs accuracy at equal epochs): while the run is still in its smaller-size epochs, some of those to
+    come may turn full-size; after them, only full-size epochs are left to cut. As `plan_budget` does, it keeps
+    the most epochs that still fit, then as few of them at the smaller size as fit. One epoch more than those done
+    is the least it plans, even when that does not fit."""
+    budget_s, planned_small = config.time_budget * 60, config.small_epochs
+
+    def total(epochs: int, small: int) -> float:
+        planned = config.replace(epochs=epochs, small_epochs=small)
+        return elapsed_s + estimate_run(planned, speed, train_images, test_images, done_epochs).total_s
+
+    if done_epochs >= config.epochs or total(config.epochs, config.small_epochs) <= budget_s * (1 + OVERRUN_ALLOWED):
+        return None
+    in_small = done_epochs <= planned_small  # the sizes of the epochs to come are still open
+    for epochs in range(config.epochs, done_epochs, -1):
+        most_small = min(planned_small, epochs)
+        fewest_small = done_epochs if in_small else planned_small
+        if total(epochs, most_small) <= budget_s or epochs == done_epochs + 1:
+            small = most_small
+            while small > fewest_small and total(epochs, small - 1) <= budget_s:
+                small -= 1
+            estimate = total(epochs, small)
+            return BudgetPlan(epochs, small, estimate, budget_s, estimate <= budget_s)
+    return None  # not reached: the loop always returns at done_epochs + 1
 
 
 def format_duration(seconds: float) -> str:

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from s7core.evaluate import Evaluation, evaluate, loss_and_accuracy
 from s7core.model import S7Net, build_model
 from s7core.optim import SGD
 from s7core.spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from s7core.speed import Speed
 
 CHECKPOINT_FORMAT = 1
 
@@ -111,6 +114,12 @@ class PlanEvent:
     time_budget: float  # minutes, the config's setting
     estimate_s: float  # the planned run's estimated training and scoring time
     text: str  # one line for the log
+    # the training rates (images/s, full and smaller size) and evaluation rate the plan expects a whole run to
+    # sustain; after every epoch the run compares its own with them (0: not known, as in older checkpoints)
+    train_images_per_s: float = 0.0
+    small_train_images_per_s: float = 0.0
+    eval_images_per_s: float = 0.0
+    after_epoch: int = 0  # 0: planned before the first step; N: cut after epoch N, the run being slower
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
@@ -338,6 +347,8 @@ class _Loop:
         self.start = time.perf_counter()
         # whole epochs trained in this session, by image size (True: the smaller one): [images, seconds]
         self.trained: dict[bool, list[float]] = {}
+        # the same without the session's first epoch, whose first steps warm up: the pace a budget checks
+        self.paced: dict[bool, list[float]] = {}
         self.speed_config: TrainConfig | None = None  # what a time budget's speed was kept under, when it has one
 
     @property
@@ -489,12 +500,18 @@ class _Loop:
         )
         self.history.append(event.to_dict())
         self.emit(event)
-        self.on_checkpoint(self.state(), best)
+        if not last:
+            self.check_budget()
+        self.on_checkpoint(self.state(), best)  # with the plan as it now stands
 
     def run(self) -> TrainResult:
-        c, stopped = self.config, False
+        stopped = False
         self.model.train()
-        while self.epoch < c.epochs and not (c.max_steps and self.global_step >= c.max_steps):
+        # the config in force, read at every epoch: a time budget's check may have cut the epochs still to come
+        while self.epoch < self.config.epochs and not (
+            self.config.max_steps and self.global_step >= self.config.max_steps
+        ):
+            c = self.config
             epoch_start, whole, small = time.perf_counter(), self.step == 0, self.epoch < c.small_epochs
             outcome = self.run_epoch()
             if outcome == "stopped":
@@ -502,12 +519,14 @@ class _Loop:
                 self.on_checkpoint(self.state(), False)
                 break
             if outcome == "done" and whole:  # a whole epoch of this session: its training rate is a sound one
-                done = self.trained.setdefault(small, [0.0, 0.0])
-                done[0] += self.steps_per_epoch * self.batch
-                done[1] += time.perf_counter() - epoch_start
+                seconds, first = time.perf_counter() - epoch_start, not self.trained
+                for kept in (self.trained,) if first else (self.trained, self.paced):
+                    done = kept.setdefault(small, [0.0, 0.0])
+                    done[0] += self.steps_per_epoch * self.batch
+                    done[1] += seconds
             last = outcome == "capped" or self.epoch + 1 == c.epochs
             self.end_epoch(epoch_start, last)
-        if not stopped and self.epoch == c.epochs:
+        if not stopped and self.epoch == self.config.epochs:
             self.correct_kept_speed()
         final = self.history[-1]["test_acc"] if self.history else None
         return TrainResult(
@@ -616,8 +635,61 @@ class _Loop:
             images = self.train_set[0].shape[0] + c.val_split
             plan = plan_budget(c, speed, images, self.test_set[0].shape[0])
             text = plan.describe(c, speed)
-            self.plan = PlanEvent(plan.epochs, plan.small_epochs, c.time_budget, round(plan.estimate_s, 1), text)
+            share = speed.share
+            self.plan = PlanEvent(
+                plan.epochs,
+                plan.small_epochs,
+                c.time_budget,
+                round(plan.estimate_s, 1),
+                text,
+                speed.train_images_per_s * share,
+                (speed.small_train_images_per_s or 0.0) * share,
+                speed.eval_images_per_s,
+            )
         self.config = c.replace(epochs=self.plan.epochs, small_epochs=self.plan.small_epochs)
+        self.emit(self.plan)
+
+    def sustained_speed(self) -> Speed | None:
+        """This session's own training rates, from its whole epochs after its first, as a Speed; None before the
+        session's second whole epoch. A size it has not trained yet stays at the plan's rate, and so does the
+        evaluation until a full-size epoch has set its pace: in the runs of `best` so far the full-size epochs
+        kept closer to their plan than the smaller ones (AMX Xeon, a slow spell: 83% of the plan's pace at 24
+        pixels, then 100-107% at full size), so the one size's pace says little about the other's."""
+        from s7core import speed as measured  # speed builds on this module
+
+        plan = self.plan
+        rates = {small: images / seconds for small, (images, seconds) in self.paced.items() if seconds > 0}
+        if not rates:
+            return None
+        full = rates.get(False, plan.train_images_per_s)
+        small = rates.get(True, plan.small_train_images_per_s) or None
+        eval_rate = plan.eval_images_per_s * (full / plan.train_images_per_s)
+        return measured.Speed(full, eval_rate, self.batch, str(self.device), self.precision, small, this_run=True)
+
+    def check_budget(self) -> None:
+        """After an epoch of a budgeted run: when at its own rates it would end late, fewer epochs to come
+        (`s7core.speed.replan_budget`), emitted as a new plan that its checkpoints keep from now on."""
+        c, plan = self.config, self.plan
+        if c.time_budget <= 0 or not c.keep_to_budget or plan is None or plan.train_images_per_s <= 0:
+            return
+        speed = self.sustained_speed()
+        if speed is None:
+            return
+        from s7core.speed import replan_budget  # speed builds on this module
+
+        images = self.train_set[0].shape[0] + c.val_split
+        cut = replan_budget(c, speed, images, self.test_set[0].shape[0], self.epoch, self.elapsed())
+        if cut is None:
+            return
+        self.plan = dataclasses.replace(
+            plan,
+            epochs=cut.epochs,
+            small_epochs=cut.small_epochs,
+            estimate_s=round(cut.estimate_s, 1),
+            text=cut.describe_cut(c, speed, self.epoch),
+            after_epoch=self.epoch,
+        )
+        self.config = c.replace(epochs=cut.epochs, small_epochs=cut.small_epochs)
         self.emit(self.plan)
 
 

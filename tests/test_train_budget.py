@@ -299,7 +299,9 @@ def fixed_speed(monkeypatch, rate: speed.Speed) -> list[int]:
 
 def test_the_trainer_trains_the_epochs_the_budget_bought_and_a_resumed_run_keeps_them(tiny_data, monkeypatch):
     rate = a_speed(train_images_per_s=2000.0, eval_images_per_s=4000.0, small_train_images_per_s=4000.0)
-    config = quick_config(epochs=4, small_epochs=2, small_size=16, eval_every=0, time_budget=0.02)
+    config = quick_config(
+        epochs=4, small_epochs=2, small_size=16, eval_every=0, time_budget=0.02, keep_to_budget=False
+    )  # the plan as made, however fast this machine is
     plan = speed.plan_budget(config, rate, 320, 200)
     assert 3 <= plan.epochs < 1000, plan  # the budget buys a handful of epochs of the tiny set
     calls = fixed_speed(monkeypatch, rate)
@@ -347,3 +349,126 @@ def test_the_speed_a_budget_plans_from_is_measured_at_the_precision_the_run_chos
     result = train(micro_spec(), config.replace(max_steps=1), tiny_data, callback=events.append)
     assert result.precision == "bf16-dw32" and asked == ["bf16-dw32"]
     assert [e.kind for e in events[:2]] == ["precision", "plan"]
+
+
+# ---------------------------------------------------------------- a run slower than its plan cuts its epochs
+
+
+BUDGETED = TrainConfig(epochs=24, small_epochs=16, eval_every=0, val_split=0, time_budget=10)  # 600 s
+
+
+def planned_rates(**changes) -> speed.Speed:
+    """Rates at which BUDGETED fits its budget: 25 s an epoch at full size, 12.5 s at the smaller one."""
+    return a_speed(**{"train_images_per_s": 2000.0, "small_train_images_per_s": 4000.0, "eval_images_per_s": 8000.0,
+                      **changes})  # fmt: skip
+
+
+def at_half_speed() -> speed.Speed:
+    """The rates BUDGETED's plan expects, halved, as a run's own: it would take 800 s."""
+    return planned_rates(train_images_per_s=1000.0, small_train_images_per_s=2000.0, eval_images_per_s=4000.0,
+                         this_run=True)  # fmt: skip
+
+
+def elapsed_at(config: TrainConfig, rate: speed.Speed, done: int) -> float:
+    """The seconds `done` epochs of `config` and their evaluations take at `rate`."""
+    whole = speed.estimate_run(config, rate, 50_000).total_s
+    return whole - speed.estimate_run(config, rate, 50_000, done_epochs=done).total_s
+
+
+def test_the_estimate_from_an_epoch_on_is_what_is_left_of_the_whole_run():
+    config = BUDGETED.replace(val_split=500, eval_every=3)
+    rate = planned_rates()
+    whole = speed.estimate_run(config, rate, 50_000)
+    assert speed.estimate_run(config, rate, 50_000, done_epochs=0) == whole
+    rest = [speed.estimate_run(config, rate, 50_000, done_epochs=d).total_s for d in range(25)]
+    assert rest[24] == 0.0 and all(a > b for a, b in zip(rest, rest[1:], strict=False))
+    # an epoch at the smaller size costs half of one at full size; the last one has the test scoring on top
+    small, full = rest[0] - rest[1], rest[20] - rest[21]
+    assert small < full and rest[23] > full
+    assert speed.estimate_run(config, rate, 50_000, done_epochs=5).epoch_s == whole.epoch_s
+
+
+def test_a_run_on_its_plan_keeps_it_and_a_little_late_is_still_on_it():
+    plan = speed.plan_budget(BUDGETED, planned_rates(), 50_000)
+    config = BUDGETED.replace(epochs=plan.epochs, small_epochs=plan.small_epochs)
+    assert plan.fits and plan.epochs > 20
+    share = speed.SUSTAINED_SHARE  # just the rates the plan allowed for, sustained
+    own = planned_rates(train_images_per_s=2000.0 * share, small_train_images_per_s=4000.0 * share, this_run=True)
+    on_time = elapsed_at(config, planned_rates(), 3)
+    assert speed.replan_budget(config, own, 50_000, speed.TEST_IMAGES, 3, on_time) is None
+    late = plan.budget_s * (1 + speed.OVERRUN_ALLOWED) - speed.estimate_run(config, own, 50_000, done_epochs=3).total_s
+    assert speed.replan_budget(config, own, 50_000, speed.TEST_IMAGES, 3, late - 0.5) is None
+    assert speed.replan_budget(config, own, 50_000, speed.TEST_IMAGES, 3, late + 0.5) is not None
+
+
+@pytest.mark.parametrize("done", [1, 2, 8, 15, 16, 17, 18])
+def test_a_run_slower_than_its_plan_keeps_the_most_epochs_that_still_fit(done):
+    config, slow = BUDGETED, at_half_speed()
+    elapsed = elapsed_at(config, slow, done)
+    cut = speed.replan_budget(config, slow, 50_000, speed.TEST_IMAGES, done, elapsed)
+    assert cut is not None and cut.fits and done < cut.epochs < config.epochs, cut
+    assert elapsed + speed.estimate_run(config.replace(epochs=cut.epochs, small_epochs=cut.small_epochs), slow,
+                                        50_000, done_epochs=done).total_s == pytest.approx(cut.estimate_s)  # fmt: skip
+    assert cut.estimate_s <= cut.budget_s
+    assert cut.small_epochs <= config.small_epochs  # never more at the smaller size than planned
+    if done <= config.small_epochs:  # the epochs to come may be of either size, the ones done stay small
+        assert cut.small_epochs >= done
+        sizes = range(done, config.small_epochs + 1)
+    else:  # past the smaller-size epochs, only full-size ones are left to cut
+        assert cut.small_epochs == config.small_epochs
+        sizes = [config.small_epochs]
+    # one epoch more fits at no size; and with as few smaller-size epochs as fit
+    more = [config.replace(epochs=cut.epochs + 1, small_epochs=min(s, cut.epochs + 1)) for s in sizes]
+    assert all(elapsed + speed.estimate_run(m, slow, 50_000, done_epochs=done).total_s > cut.budget_s for m in more)
+    if cut.small_epochs > max(done, 0) and done <= config.small_epochs:
+        fewer = config.replace(epochs=cut.epochs, small_epochs=cut.small_epochs - 1)
+        assert elapsed + speed.estimate_run(fewer, slow, 50_000, done_epochs=done).total_s > cut.budget_s
+    assert f"{cut.epochs} epochs" in cut.describe_cut(config, slow, done) and "this run has sustained" in (
+        cut.describe_cut(config, slow, done)
+    )  # fmt: skip
+
+
+def test_a_run_far_behind_its_plan_trains_one_more_epoch_and_says_it_is_over():
+    config = BUDGETED
+    cut = speed.replan_budget(config, at_half_speed(), 50_000, speed.TEST_IMAGES, 4, 590.0)
+    assert (cut.epochs, cut.fits) == (5, False) and cut.small_epochs == 5
+    assert "even one more epoch ends past the budget" in cut.describe_cut(config, at_half_speed(), 4)
+
+
+def test_a_budgeted_run_slower_than_its_plan_cuts_its_epochs_and_a_resumed_run_keeps_the_cut(tiny_data, monkeypatch):
+    # a plan that expects some twenty times what this machine trains: it buys hundreds of epochs, half small
+    rate = a_speed(train_images_per_s=1.6e5, eval_images_per_s=3e6, small_train_images_per_s=3.2e5)
+    fixed_speed(monkeypatch, rate)
+    config = quick_config(epochs=10, small_epochs=5, small_size=16, eval_every=0, time_budget=0.02, lr=0.05)
+    events, saved = [], []
+    keep = lambda state, best: saved.append(copy.deepcopy(state))  # noqa: E731 (the live tensors train on)
+    result = train(micro_spec(), config, tiny_data, callback=events.append, on_checkpoint=keep)
+    plans = [e for e in events if e.kind == "plan"]
+    first, cut = plans[0], plans[1]
+    assert first.after_epoch == 0 and first.epochs > 100 and first.small_epochs > 10
+    assert first.train_images_per_s == 1.6e5 * speed.SUSTAINED_SHARE
+    assert cut.after_epoch == 2 and cut.epochs < first.epochs and "slower than planned" in cut.text
+    last = plans[-1]
+    assert result.epochs_done == last.epochs == saved[-1]["plan"]["epochs"] == len(result.history)
+    assert [h["epochs"] for h in result.history][-1] == last.epochs
+    # the run ends on its schedule: the last step's learning rate is the one-cycle's last
+    steps = [e for e in events if e.kind == "step"]
+    assert steps[-1].lr < 0.05 * 0.1
+    # every plan keeps the epochs done as they were trained: the smaller ones first
+    for before, plan in zip(plans, plans[1:], strict=False):
+        assert min(plan.after_epoch, before.small_epochs) <= plan.small_epochs <= before.small_epochs
+    # a run resumed after the cut keeps it, however fast the machine is said to be now
+    after = next(s for s in saved if s["plan"]["after_epoch"] == cut.after_epoch)
+    fixed_speed(monkeypatch, a_speed(train_images_per_s=1.0))
+    again: list = []
+    resumed = train(micro_spec(), config.replace(keep_to_budget=False), tiny_data, callback=again.append, state=after)
+    assert resumed.epochs_done == cut.epochs and [e.kind for e in again].count("plan") == 1
+    assert again[1].text == cut.text
+
+
+def test_a_run_that_does_not_keep_to_its_budget_trains_the_epochs_planned(tiny_data, monkeypatch):
+    fixed_speed(monkeypatch, a_speed(train_images_per_s=1.6e5, eval_images_per_s=3e6, small_train_images_per_s=3.2e5))
+    config = quick_config(epochs=4, small_epochs=2, small_size=16, eval_every=0, time_budget=0.005)
+    events: list = []
+    result = train(micro_spec(), config.replace(keep_to_budget=False, max_steps=60), tiny_data, callback=events.append)
+    assert [e.kind for e in events].count("plan") == 1 and result.history[-1]["epochs"] == events[1].epochs
