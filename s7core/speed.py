@@ -92,8 +92,6 @@ class Speed:
         rates = f"{self.train_images_per_s:,.0f} training images/s"
         if self.small_train_images_per_s:
             rates += f" ({self.small_train_images_per_s:,.0f} at the smaller size)"
-        if self.this_run:
-            return f"the {rates} this run has sustained"
         if not self.runs:
             return f"the measured {rates}"
         if self.runs == 1:
@@ -188,7 +186,8 @@ def speed_cache_path() -> Path:
     return cache_root() / SPEED_CACHE_FILE
 
 
-_MEASURED = tuple(f.name for f in dataclasses.fields(Speed) if f.name != "runs")  # what a measurement holds
+# what a measurement holds, as the disk cache keeps it: neither the runs that correct it nor a running run's flag
+_MEASURED = tuple(f.name for f in dataclasses.fields(Speed) if f.name not in ("runs", "this_run"))
 
 
 def _entry(measured: Speed) -> dict:
@@ -363,13 +362,14 @@ class BudgetPlan:
             f"evaluation images/s ({speed.precision}){over}"
         )
 
-    def describe_cut(self, config: TrainConfig, speed: Speed, done_epochs: int) -> str:
-        """'after 3 epochs at the 1,650 training images/s ... this run has sustained, 21 epochs (15 at 24x24
-        pixels) fit in 11 min 30 s: about 11 min 24 s in all' (a plan `replan_budget` cut)."""
+    def describe_cut(self, config: TrainConfig, done_epochs: int, pace: str) -> str:
+        """'after 2 epochs this run trains 1,650 training images/s at 24x24 pixels (planned: 2,006), slower than
+        planned: 19 epochs (13 at 24x24 pixels) fit in 11 min 30 s, about 11 min 28 s in all' (a plan that
+        `replan_budget` cut, `pace` the run's own rates in words)."""
         small = f" ({self.small_epochs} at {config.small_size}x{config.small_size} pixels)" if self.small_epochs else ""
-        over = "" if self.fits else "; even one more epoch ends past the budget, so it trains one"
+        over = "; even one more epoch ends past the budget, so it trains one" if not self.fits else ""
         return (
-            f"after {done_epochs} epoch{'s' if done_epochs != 1 else ''} at {speed.rates_text()}, slower than "
+            f"after {done_epochs} epoch{'s' if done_epochs != 1 else ''} this run trains {pace}, slower than "
             f"planned: {self.epochs} epochs{small} fit in {format_duration(self.budget_s)}, about "
             f"{format_duration(self.estimate_s)} in all{over}"
         )

@@ -649,22 +649,33 @@ class _Loop:
         self.config = c.replace(epochs=self.plan.epochs, small_epochs=self.plan.small_epochs)
         self.emit(self.plan)
 
-    def sustained_speed(self) -> Speed | None:
-        """This session's own training rates, from its whole epochs after its first, as a Speed; None before the
-        session's second whole epoch. A size it has not trained yet stays at the plan's rate, and so does the
-        evaluation until a full-size epoch has set its pace: in the runs of `best` so far the full-size epochs
-        kept closer to their plan than the smaller ones (AMX Xeon, a slow spell: 83% of the plan's pace at 24
-        pixels, then 100-107% at full size), so the one size's pace says little about the other's."""
+    def sustained_speed(self) -> tuple[Speed, str] | None:
+        """This session's own training rates, from its whole epochs after its first, as a Speed, and in words;
+        None before the session's second whole epoch. A size it has not trained yet stays at the plan's rate,
+        and so does the evaluation until a full-size epoch has set its pace: in the runs of `best` so far the
+        full-size epochs kept closer to their plan than the smaller ones (AMX Xeon, a slow spell: 83% of the
+        plan's pace at 24 pixels, then 100-107% at full size), so the one size's pace says little about the
+        other's."""
         from s7core import speed as measured  # speed builds on this module
 
-        plan = self.plan
+        plan, size = self.plan, self.config.small_size
         rates = {small: images / seconds for small, (images, seconds) in self.paced.items() if seconds > 0}
         if not rates:
             return None
         full = rates.get(False, plan.train_images_per_s)
         small = rates.get(True, plan.small_train_images_per_s) or None
         eval_rate = plan.eval_images_per_s * (full / plan.train_images_per_s)
-        return measured.Speed(full, eval_rate, self.batch, str(self.device), self.precision, small, this_run=True)
+        speed = measured.Speed(full, eval_rate, self.batch, str(self.device), self.precision, small, this_run=True)
+        sizes = {
+            True: (f"{size}x{size} pixels", plan.small_train_images_per_s),
+            False: ("full size", plan.train_images_per_s),
+        }
+        words = " and ".join(
+            f"{rates[s]:,.0f} training images/s at {sizes[s][0]} (planned: {sizes[s][1]:,.0f})"
+            for s in (True, False)
+            if s in rates
+        )
+        return speed, words
 
     def check_budget(self) -> None:
         """After an epoch of a budgeted run: when at its own rates it would end late, fewer epochs to come
@@ -672,11 +683,12 @@ class _Loop:
         c, plan = self.config, self.plan
         if c.time_budget <= 0 or not c.keep_to_budget or plan is None or plan.train_images_per_s <= 0:
             return
-        speed = self.sustained_speed()
-        if speed is None:
+        sustained = self.sustained_speed()
+        if sustained is None:
             return
         from s7core.speed import replan_budget  # speed builds on this module
 
+        speed, pace = sustained
         images = self.train_set[0].shape[0] + c.val_split
         cut = replan_budget(c, speed, images, self.test_set[0].shape[0], self.epoch, self.elapsed())
         if cut is None:
@@ -686,7 +698,7 @@ class _Loop:
             epochs=cut.epochs,
             small_epochs=cut.small_epochs,
             estimate_s=round(cut.estimate_s, 1),
-            text=cut.describe_cut(c, speed, self.epoch),
+            text=cut.describe_cut(c, self.epoch, pace),
             after_epoch=self.epoch,
         )
         self.config = c.replace(epochs=cut.epochs, small_epochs=cut.small_epochs)

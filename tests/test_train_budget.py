@@ -423,16 +423,15 @@ def test_a_run_slower_than_its_plan_keeps_the_most_epochs_that_still_fit(done):
     if cut.small_epochs > max(done, 0) and done <= config.small_epochs:
         fewer = config.replace(epochs=cut.epochs, small_epochs=cut.small_epochs - 1)
         assert elapsed + speed.estimate_run(fewer, slow, 50_000, done_epochs=done).total_s > cut.budget_s
-    assert f"{cut.epochs} epochs" in cut.describe_cut(config, slow, done) and "this run has sustained" in (
-        cut.describe_cut(config, slow, done)
-    )  # fmt: skip
+    text = cut.describe_cut(config, done, "1,000 training images/s at full size (planned: 2,000)")
+    assert text.startswith(f"after {done} epoch") and f"{cut.epochs} epochs" in text and "(planned: 2,000)" in text
 
 
 def test_a_run_far_behind_its_plan_trains_one_more_epoch_and_says_it_is_over():
     config = BUDGETED
     cut = speed.replan_budget(config, at_half_speed(), 50_000, speed.TEST_IMAGES, 4, 590.0)
     assert (cut.epochs, cut.fits) == (5, False) and cut.small_epochs == 5
-    assert "even one more epoch ends past the budget" in cut.describe_cut(config, at_half_speed(), 4)
+    assert "even one more epoch ends past the budget" in cut.describe_cut(config, 4, "")
 
 
 def test_a_budgeted_run_slower_than_its_plan_cuts_its_epochs_and_a_resumed_run_keeps_the_cut(tiny_data, monkeypatch):
@@ -448,6 +447,7 @@ def test_a_budgeted_run_slower_than_its_plan_cuts_its_epochs_and_a_resumed_run_k
     assert first.after_epoch == 0 and first.epochs > 100 and first.small_epochs > 10
     assert first.train_images_per_s == 1.6e5 * speed.SUSTAINED_SHARE
     assert cut.after_epoch == 2 and cut.epochs < first.epochs and "slower than planned" in cut.text
+    assert "training images/s at 16x16 pixels (planned: 288,000)" in cut.text  # its own pace, beside the plan's
     last = plans[-1]
     assert result.epochs_done == last.epochs == saved[-1]["plan"]["epochs"] == len(result.history)
     assert [h["epochs"] for h in result.history][-1] == last.epochs
@@ -472,3 +472,16 @@ def test_a_run_that_does_not_keep_to_its_budget_trains_the_epochs_planned(tiny_d
     events: list = []
     result = train(micro_spec(), config.replace(keep_to_budget=False, max_steps=60), tiny_data, callback=events.append)
     assert [e.kind for e in events].count("plan") == 1 and result.history[-1]["epochs"] == events[1].epochs
+
+
+def test_the_disk_cache_keeps_a_measurement_in_the_same_fields_as_before(tmp_path, monkeypatch):
+    """A new field of Speed must not turn every speed kept on disk into an unreadable one (measured again)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(speed, "_measure", lambda spec, config: a_speed())
+    config = quick_config(time_budget=1)
+    speed.measure_speed(micro_spec(), config, remember=True)
+    (entry,) = speed.read_measurements(speed.speed_cache_path()).values()
+    fields = {"train_images_per_s", "eval_images_per_s", "batch", "device", "precision", "small_train_images_per_s"}
+    assert set(entry) == fields
+    monkeypatch.setattr(speed, "_measure", lambda spec, config: pytest.fail("measured again"))
+    assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed()
