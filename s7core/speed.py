@@ -482,4 +482,8 @@ def describe_estimate(
         f"({speed.precision} on {speed.device}), {speed.eval_images_per_s:,.0f} evaluation images/s; "
         f"{estimate.train_images:,} training images an epoch. Other work on this machine slows it down."
     )
+    if plan and config.keep_to_budget:
+        detail += " A run that falls behind this pace trains fewer of its epochs, so that it ends within its budget."
+    elif plan:
+        detail += " It trains these epochs however long they take ('keep to the budget' is off)."
     return headline, detail

@@ -485,3 +485,14 @@ def test_the_disk_cache_keeps_a_measurement_in_the_same_fields_as_before(tmp_pat
     assert set(entry) == fields
     monkeypatch.setattr(speed, "_measure", lambda spec, config: pytest.fail("measured again"))
     assert speed.measure_speed(micro_spec(), config, remember=True) == a_speed()
+
+
+def test_the_estimate_of_a_budgeted_run_says_whether_it_keeps_to_its_budget():
+    config = BUDGETED
+    planned, estimate, plan = speed.estimate_planned(config, planned_rates(), 50_000)
+    _, keeps = speed.describe_estimate(planned, planned_rates(), estimate, plan)
+    _, strict = speed.describe_estimate(planned.replace(keep_to_budget=False), planned_rates(), estimate, plan)
+    assert "trains fewer of its epochs, so that it ends within its budget" in keeps
+    assert "however long they take" in strict and "fewer" not in strict
+    _, unbudgeted = speed.describe_estimate(config.replace(time_budget=0), planned_rates(), estimate)
+    assert "budget" not in unbudgeted
