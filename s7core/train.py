@@ -632,8 +632,7 @@ class _Loop:
             from s7core.speed import measure_speed, plan_budget  # speed builds on this module
 
             speed = measure_speed(self.spec, self.speed_config, remember=True)
-            images = self.train_set[0].shape[0] + c.val_split
-            plan = plan_budget(c, speed, images, self.test_set[0].shape[0])
+            plan = plan_budget(c, speed, *self.budget_images())
             text = plan.describe(c, speed)
             share = speed.share
             self.plan = PlanEvent(
@@ -648,6 +647,10 @@ class _Loop:
             )
         self.config = c.replace(epochs=self.plan.epochs, small_epochs=self.plan.small_epochs)
         self.emit(self.plan)
+
+    def budget_images(self) -> tuple[int, int]:
+        """The training images (the validation split included) and test images a budget's estimates count."""
+        return self.train_set[0].shape[0] + self.config.val_split, self.test_set[0].shape[0]
 
     def sustained_speed(self) -> tuple[Speed, str] | None:
         """This session's own training rates, from its whole epochs after its first, as a Speed, and in words;
@@ -689,8 +692,7 @@ class _Loop:
         from s7core.speed import replan_budget  # speed builds on this module
 
         speed, pace = sustained
-        images = self.train_set[0].shape[0] + c.val_split
-        cut = replan_budget(c, speed, images, self.test_set[0].shape[0], self.epoch, self.elapsed())
+        cut = replan_budget(c, speed, *self.budget_images(), self.epoch, self.elapsed())
         if cut is None:
             return
         self.plan = dataclasses.replace(
@@ -724,7 +726,8 @@ def train(
 
     callback(event) receives a PrecisionEvent first, a PlanEvent next when the config has a time budget, then
     a StepEvent at most every STEP_EVENT_EVERY_S and at each epoch's last step, and an EpochEvent after each
-    epoch. should_stop() is asked after every step: when
+    epoch, followed by a new PlanEvent when a run that keeps to its budget has fallen behind and cut its epochs
+    to come. should_stop() is asked after every step: when
     it says True the step is finished, on_checkpoint(state, False) is called and the result has stopped=True.
     on_checkpoint(state, is_best) is called at every epoch end with a dict of tensors and plain types to save.
     """
