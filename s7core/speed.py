@@ -432,10 +432,9 @@ def replan_budget(
 
     if done_epochs >= config.epochs or total(config.epochs, config.small_epochs) <= budget_s * (1 + OVERRUN_ALLOWED):
         return None
-    in_small = done_epochs <= planned_small  # the sizes of the epochs to come are still open
+    fewest_small = min(done_epochs, planned_small)  # the smaller-size epochs already trained stay so
     for epochs in range(config.epochs, done_epochs, -1):
         most_small = min(planned_small, epochs)
-        fewest_small = done_epochs if in_small else planned_small
         if total(epochs, most_small) <= budget_s or epochs == done_epochs + 1:
             small = most_small
             while small > fewest_small and total(epochs, small - 1) <= budget_s:

@@ -657,7 +657,7 @@ class _Loop:
         None before the session's second whole epoch. A size it has not trained yet stays at the plan's rate,
         and so does the evaluation until a full-size epoch has set its pace: in the runs of `best` so far the
         full-size epochs kept closer to their plan than the smaller ones (AMX Xeon, a slow spell: 83% of the
-        plan's pace at 24 pixels, then 100-107% at full size), so the one size's pace says little about the
+        plan's pace at 24 pixels, then 100-106% at full size), so the one size's pace says little about the
         other's."""
         from s7core import speed as measured  # speed builds on this module
 
